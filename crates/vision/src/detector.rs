@@ -296,7 +296,7 @@ fn decoded_rows(
     threshold: f32,
 ) -> Result<Vec<Candidate>, VisionError> {
     let row_len = *shape.last().unwrap_or(&0);
-    if row_len != 6 || shape.len() < 2 || data.len() % 6 != 0 {
+    if row_len != 6 || shape.len() < 2 || !data.len().is_multiple_of(6) {
         return Err(VisionError::Output(format!(
             "decoded layout expects [1, N, 6], got {shape:?}"
         )));

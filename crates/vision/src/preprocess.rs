@@ -207,6 +207,6 @@ mod tests {
         let spec = input(Resize::Stretch, TensorOrder::Nhwc, 2, 2);
         let mut out = Vec::new();
         fill_tensor(&rgb, 1, 1, &spec, &mut out);
-        assert_eq!(out, vec![10.0, 20.0, 30.0].repeat(4));
+        assert_eq!(out, [10.0, 20.0, 30.0].repeat(4));
     }
 }
