@@ -1,6 +1,7 @@
 //! The detector against real ONNX Runtime sessions: a generated raw-YOLO
 //! graph, and the embedded CenterNet model from the model cache.
 
+#[path = "support/onnx_builder.rs"]
 mod onnx_builder;
 
 use std::sync::Arc;
