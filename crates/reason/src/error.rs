@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReasonError {
+    #[error("cannot start the llama.cpp backend: {0}")]
+    Backend(String),
+
+    #[error("{path} is not a GGUF model file ({reason}). Fix: run `streamer models verify` and `streamer models fetch --force NAME`, or point the config at a .gguf file")]
+    NotGguf { path: PathBuf, reason: String },
+
+    #[error("llama.cpp could not load {path}: {reason}. The file may be truncated or from an unsupported architecture; run `streamer models verify`")]
+    Load { path: PathBuf, reason: String },
+
+    #[error("the model has no usable chat template: {0}")]
+    ChatTemplate(String),
+
+    #[error("prompt of {tokens} tokens does not fit the context of {context} tokens")]
+    PromptTooLong { tokens: usize, context: u32 },
+
+    #[error("invalid grammar or JSON schema: {0}")]
+    Grammar(String),
+
+    #[error("llama.cpp failed while generating: {0}")]
+    Generation(String),
+
+    /// The model answered, but not in the required shape. Callers fall back.
+    #[error("model output is not valid {expected}: {message}; output was {raw:?}")]
+    InvalidOutput {
+        expected: String,
+        message: String,
+        raw: String,
+    },
+
+    #[error("the model worker has stopped")]
+    WorkerGone,
+}
