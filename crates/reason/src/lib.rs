@@ -4,14 +4,15 @@
 //! queue on a worker thread that owns the model and its context. It renders
 //! chat messages with the model's own template, keeps the KV cache of the
 //! previous prompt so a request sharing its prefix only prefills the new
-//! part, constrains output with grammars (from JSON schemas), and reports
-//! per-call timing.
+//! part, constrains output with grammars (from JSON schemas), reports per-call
+//! timing, and offers function tools whose calls it parses back.
 
 mod error;
 mod gguf;
 mod runtime;
 mod sampling;
 mod stop;
+mod tools;
 
 pub use error::ReasonError;
 pub use gguf::{backend, LoadedModel, ModelInfo};
@@ -19,3 +20,4 @@ pub use runtime::{
     ChatMessage, Completion, FinishReason, GenerateRequest, LlmRuntime, RuntimeOptions, Timing,
 };
 pub use sampling::Sampling;
+pub use tools::{parse_reply, tools_prompt, MalformedCall, ParsedReply, Tool, ToolCall};

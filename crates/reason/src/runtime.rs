@@ -433,7 +433,10 @@ impl Session<'_> {
                 break FinishReason::EndOfGeneration;
             }
             completion_tokens += 1;
-            let piece = utf8.push(&vocab.token_to_piece(token, false, None));
+            // Render special tokens too: tool-call tags such as <tool_call> are
+            // special tokens in Qwen vocabularies. End-of-turn tokens stop
+            // generation above and never reach the text.
+            let piece = utf8.push(&vocab.token_to_piece(token, true, None));
             let (safe, stopped) = stops.push(&piece);
             emit(safe, &mut text);
             if stopped {

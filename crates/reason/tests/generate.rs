@@ -227,3 +227,47 @@ fn a_prompt_longer_than_the_context_is_refused() {
         .chat(vec![ChatMessage::user("Hi")], Sampling::greedy(2))
         .is_ok());
 }
+
+#[test]
+fn a_request_that_needs_a_tool_produces_a_parsed_call() {
+    use streamer_reason::{parse_reply, tools_prompt, Tool};
+    let tools = [
+        Tool {
+            name: "search_clips".into(),
+            description: "Find recorded video clips from one camera in a time range".into(),
+            parameters: json!({"type": "object", "properties": {
+                "camera": {"type": "string", "description": "camera name"},
+                "since": {"type": "string", "description": "start time, HH:MM"}
+            }, "required": ["camera"]}),
+        },
+        Tool {
+            name: "get_system_status".into(),
+            description: "Report which cameras are online and disk usage".into(),
+            parameters: json!({"type": "object", "properties": {}}),
+        },
+    ];
+    let system = format!(
+        "You are a home security assistant.\n\n{}",
+        tools_prompt(&tools)
+    );
+    let done = qwen()
+        .chat(
+            vec![
+                ChatMessage::system(system),
+                ChatMessage::user("Find the clips from the driveway camera since 08:00."),
+            ],
+            Sampling::greedy(80),
+        )
+        .unwrap();
+    let parsed = parse_reply(&done.text);
+    let call = parsed
+        .calls
+        .first()
+        .unwrap_or_else(|| panic!("no tool call in {:?}", done.text));
+    assert_eq!(call.name, "search_clips", "{:?}", done.text);
+    let camera = call.arguments["camera"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(camera.contains("driveway"), "{:?}", call.arguments);
+}
