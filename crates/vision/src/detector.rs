@@ -132,21 +132,26 @@ impl Detector {
         let transform = self.prepare(frame);
         let prepared = Instant::now();
 
-        let tensor = TensorRef::from_array_view((self.input_shape(), self.input.as_slice()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])?;
-        let (shape, data) = outputs[self.output_name.as_str()].try_extract_tensor::<f32>()?;
-        let inferred = Instant::now();
-
-        let detections = decode(
-            &self.layout,
-            &self.labels,
-            shape,
-            data,
-            &transform,
-            frame.width,
-            frame.height,
+        let mut inferred = prepared;
+        let (layout, labels) = (&self.layout, &self.labels);
+        let detections = run_session(
+            &mut self.session,
+            &self.input_name,
+            &self.output_name,
+            input_shape(layout),
+            &self.input,
+            |shape, data| {
+                inferred = Instant::now();
+                decode(
+                    layout,
+                    labels,
+                    shape,
+                    data,
+                    &transform,
+                    frame.width,
+                    frame.height,
+                )
+            },
         )?;
         let done = Instant::now();
         Ok((
@@ -172,15 +177,19 @@ impl Detector {
 
     /// Inference alone, on the input left by [`Detector::prepare`].
     pub fn infer(&mut self) -> Result<RawOutput, VisionError> {
-        let tensor = TensorRef::from_array_view((self.input_shape(), self.input.as_slice()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])?;
-        let (shape, data) = outputs[self.output_name.as_str()].try_extract_tensor::<f32>()?;
-        Ok(RawOutput {
-            shape: shape.to_vec(),
-            data: data.to_vec(),
-        })
+        run_session(
+            &mut self.session,
+            &self.input_name,
+            &self.output_name,
+            input_shape(&self.layout),
+            &self.input,
+            |shape, data| {
+                Ok(RawOutput {
+                    shape: shape.to_vec(),
+                    data: data.to_vec(),
+                })
+            },
+        )
     }
 
     /// Postprocessing alone: turns an output tensor into detections in the
@@ -202,16 +211,30 @@ impl Detector {
             frame_h,
         )
     }
+}
 
-    fn input_shape(&self) -> [usize; 4] {
-        let (w, h) = (
-            self.layout.input.width as usize,
-            self.layout.input.height as usize,
-        );
-        match self.layout.input.order {
-            TensorOrder::Nhwc => [1, h, w, 3],
-            TensorOrder::Nchw => [1, 3, h, w],
-        }
+/// Runs the session on `input` and hands the named float output to `read`
+/// while it is still borrowed from ONNX Runtime (no copy).
+fn run_session<R>(
+    session: &mut Session,
+    input_name: &str,
+    output_name: &str,
+    shape: [usize; 4],
+    input: &[f32],
+    read: impl FnOnce(&[i64], &[f32]) -> Result<R, VisionError>,
+) -> Result<R, VisionError> {
+    let tensor = TensorRef::from_array_view((shape, input))?;
+    let outputs = session.run(ort::inputs![input_name => tensor])?;
+    let (shape, data) = outputs[output_name].try_extract_tensor::<f32>()?;
+    read(shape, data)
+}
+
+/// The input tensor's shape for a layout.
+fn input_shape(layout: &DetectorLayout) -> [usize; 4] {
+    let (w, h) = (layout.input.width as usize, layout.input.height as usize);
+    match layout.input.order {
+        TensorOrder::Nhwc => [1, h, w, 3],
+        TensorOrder::Nchw => [1, 3, h, w],
     }
 }
 
