@@ -1,0 +1,31 @@
+//! `streamer-bench`: the model-free half of `streamer replay --bench`.
+//!
+//! It holds the test data model and loader ([`suite`]), the cleaning of model
+//! replies ([`reply`]), the deterministic scorer ([`score`]), the request
+//! shape each suite is sent with plus the tool definitions ([`request`]), and
+//! the generator of challenging-condition image variants ([`vlm_images`]).
+//! Nothing here loads or runs a model.
+
+pub mod reply;
+pub mod request;
+pub mod score;
+pub mod suite;
+pub mod vlm_images;
+
+pub use reply::{clean, extract_json, strip_think, Cleaned, Reply, ToolCall};
+pub use request::{
+    routing_tools, security_tools, tools_for, RequestShape, ShapeOverride, ROUTING_TOOL_NAMES,
+    SECURITY_TOOL_NAMES,
+};
+pub use score::{json_eq, lookup, score, score_cleaned, Check, CheckResult, JsonKind, Score};
+pub use suite::{
+    check_expected_suites, load_llm, load_suite, load_vlm, load_vlm_catalogue, BenchError,
+    ImageRef, ImageSource, LlmTest, Message, References, Role, Suite, VlmTest, EXPECTED_SUITES,
+    EXPECTED_VLM_TESTS,
+};
+pub use vlm_images::{apply, UnknownVariant, Variant};
+
+/// The directory holding the committed benchmark data (`fixtures/bench`).
+pub fn fixtures_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/bench"))
+}
