@@ -31,6 +31,12 @@ pub enum ReasonError {
         raw: String,
     },
 
+    #[error("this model cannot see images: configure a vision projector (mmproj GGUF) next to the text model")]
+    NoVision,
+
+    #[error("bad image input: {0}")]
+    Image(String),
+
     #[error("the model worker has stopped")]
     WorkerGone,
 }

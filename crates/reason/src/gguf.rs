@@ -16,10 +16,13 @@ pub fn backend() -> Result<&'static LlamaBackend, ReasonError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
-            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
-            if std::env::var_os("STREAMER_LLAMA_LOGS").is_none() {
-                backend.void_logs();
-            }
+            let backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            // llama.cpp and mtmd log to stderr by default; route them through
+            // `tracing` only when asked (STREAMER_LLAMA_LOGS=1).
+            let enabled = std::env::var_os("STREAMER_LLAMA_LOGS").is_some();
+            llama_cpp_2::send_logs_to_tracing(
+                llama_cpp_2::LogOptions::default().with_logs_enabled(enabled),
+            );
             Ok(backend)
         })
         .as_ref()
@@ -43,6 +46,8 @@ pub struct ModelInfo {
     pub context_train: u32,
     pub vocabulary: i32,
     pub chat_template: Option<String>,
+    /// Whether a vision projector is loaded with the model.
+    pub vision: bool,
 }
 
 impl LoadedModel {
@@ -76,6 +81,7 @@ impl LoadedModel {
             context_train: m.n_ctx_train(),
             vocabulary: m.n_vocab(),
             chat_template: m.chat_template(None).ok().and_then(|t| t.to_string().ok()),
+            vision: false,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod error;
 mod gguf;
+mod projector;
 mod runtime;
 mod sampling;
 mod stop;
@@ -16,8 +17,10 @@ mod tools;
 
 pub use error::ReasonError;
 pub use gguf::{backend, LoadedModel, ModelInfo};
+pub use projector::SyntheticProjector;
 pub use runtime::{
-    ChatMessage, Completion, FinishReason, GenerateRequest, LlmRuntime, RuntimeOptions, Timing,
+    image_marker, ChatMessage, Completion, FinishReason, GenerateRequest, ImageInput, LlmRuntime,
+    RuntimeOptions, Timing,
 };
 pub use sampling::Sampling;
 pub use tools::{parse_reply, tools_prompt, MalformedCall, ParsedReply, Tool, ToolCall};

@@ -8,6 +8,9 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::mtmd::{
+    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputText,
+};
 use llama_cpp_2::token::LlamaToken;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -40,13 +43,38 @@ impl ChatMessage {
     }
 }
 
-/// A generation request: messages, sampling, and optionally a GBNF grammar
-/// the output must follow.
+/// A picture for a vision-language model.
+#[derive(Clone, Debug)]
+pub enum ImageInput {
+    /// Packed 8-bit RGB pixels, `width * height * 3` bytes (a camera frame).
+    Rgb {
+        width: u32,
+        height: u32,
+        pixels: Vec<u8>,
+    },
+    /// An encoded image file (JPEG, PNG, BMP, ...).
+    File(PathBuf),
+    /// An encoded image in memory (e.g. a JPEG snapshot).
+    Encoded(Vec<u8>),
+}
+
+/// Where each image goes in a message: the marker `mtmd` replaces with the
+/// image's embeddings.
+pub fn image_marker() -> &'static str {
+    mtmd_default_marker()
+}
+
+/// A generation request: messages, sampling, optionally a GBNF grammar the
+/// output must follow, and images for a vision-language model.
+///
+/// Images are placed, in order, at [`image_marker`]s in the messages; when
+/// no message holds a marker they go in front of the last user message.
 #[derive(Clone, Debug, Default)]
 pub struct GenerateRequest {
     pub messages: Vec<ChatMessage>,
     pub sampling: Sampling,
     pub grammar: Option<String>,
+    pub images: Vec<ImageInput>,
 }
 
 /// Where the time of one call went.
@@ -111,6 +139,9 @@ pub struct RuntimeOptions {
     pub threads: Option<usize>,
     /// Prompt tokens evaluated per llama.cpp batch.
     pub batch: u32,
+    /// Vision projector (`mmproj` GGUF) that makes the text model a
+    /// vision-language model.
+    pub projector: Option<PathBuf>,
 }
 
 impl Default for RuntimeOptions {
@@ -119,6 +150,7 @@ impl Default for RuntimeOptions {
             context: 4096,
             threads: None,
             batch: 512,
+            projector: None,
         }
     }
 }
@@ -213,6 +245,7 @@ impl LlmRuntime {
                 messages,
                 sampling,
                 grammar: None,
+                images: Vec::new(),
             },
             |_| {},
         )
@@ -234,6 +267,7 @@ impl LlmRuntime {
                 messages,
                 sampling,
                 grammar: Some(grammar),
+                images: Vec::new(),
             },
             |_| {},
         )?;
@@ -274,10 +308,7 @@ fn worker(
 ) {
     let setup = || -> Result<(LoadedModel, LlamaContextParams), ReasonError> {
         let loaded = LoadedModel::load(&path)?;
-        let threads = options
-            .threads
-            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
-            as i32;
+        let threads = threads(&options);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(options.context))
             .with_n_batch(options.batch)
@@ -305,12 +336,27 @@ fn worker(
             return;
         }
     };
+    let vision = match options
+        .projector
+        .as_deref()
+        .map(|p| load_projector(p, model, &options))
+    {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     let template = model.chat_template(None).ok();
-    if ready.send(Ok(loaded.info())).is_err() {
+    let mut info = loaded.info();
+    info.vision = vision.is_some();
+    if ready.send(Ok(info)).is_err() {
         return;
     }
     let mut session = Session {
         model,
+        vision,
         template,
         batch: LlamaBatch::new(options.batch as usize, 1),
         batch_size: options.batch as usize,
@@ -334,9 +380,44 @@ fn worker(
     }
 }
 
+fn load_projector(
+    path: &Path,
+    model: &LlamaModel,
+    options: &RuntimeOptions,
+) -> Result<MtmdContext, ReasonError> {
+    let failed = |reason: String| ReasonError::Load {
+        path: path.to_path_buf(),
+        reason,
+    };
+    crate::gguf::check_gguf_header(path)?;
+    let utf8 = path
+        .to_str()
+        .ok_or_else(|| failed("the path is not UTF-8".into()))?;
+    let params = MtmdContextParams {
+        use_gpu: cfg!(any(feature = "metal", feature = "cuda")),
+        print_timings: false,
+        n_threads: threads(options),
+        ..MtmdContextParams::default()
+    };
+    MtmdContext::init_from_file(utf8, model, &params).map_err(|e| {
+        failed(format!(
+            "not a projector for this text model ({e}); its output width must equal the model's embedding width {}",
+            model.n_embd()
+        ))
+    })
+}
+
+fn threads(options: &RuntimeOptions) -> i32 {
+    options
+        .threads
+        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())) as i32
+}
+
 /// The worker's state between calls: which tokens the KV cache holds.
 struct Session<'m> {
     model: &'m LlamaModel,
+    /// The projector's context, when the model sees images.
+    vision: Option<MtmdContext>,
     template: Option<LlamaChatTemplate>,
     batch: LlamaBatch<'static>,
     batch_size: usize,
@@ -366,46 +447,16 @@ impl Session<'_> {
         events: &Sender<Event>,
     ) -> Result<Completion, ReasonError> {
         let start = Instant::now();
-        let prompt = self.render(&request.messages)?;
-        let vocab = self.model.vocab();
-        let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
-        let n_ctx = ctx.n_ctx();
-        if tokens.is_empty() || tokens.len() >= n_ctx as usize {
-            return Err(ReasonError::PromptTooLong {
-                tokens: tokens.len(),
-                context: n_ctx,
-            });
-        }
-        let max_tokens = (request.sampling.max_tokens as usize).min(n_ctx as usize - tokens.len());
-
-        // Keep the KV cache of the longest shared prefix; re-evaluate at
-        // least the last prompt token so there are logits to sample from.
-        let shared = self
-            .cached
-            .iter()
-            .zip(&tokens)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(tokens.len() - 1);
-        ctx.clear_kv_cache_seq(Some(0), Some(shared as u32), None)
-            .map_err(|e| ReasonError::Generation(e.to_string()))?;
-        self.cached.truncate(shared);
-
         let prefill_start = Instant::now();
-        let last = tokens.len() - 1;
-        for (chunk_index, chunk) in tokens[shared..].chunks(self.batch_size).enumerate() {
-            self.batch.clear();
-            for (i, &token) in chunk.iter().enumerate() {
-                let pos = shared + chunk_index * self.batch_size + i;
-                self.batch
-                    .add(token, pos as i32, &[0], pos == last)
-                    .map_err(|e| ReasonError::Generation(e.to_string()))?;
-            }
-            ctx.decode(&mut self.batch)
-                .map_err(|e| ReasonError::Generation(format!("prefill: {e}")))?;
-            self.cached.extend_from_slice(chunk);
-        }
+        let prompt = if request.images.is_empty() {
+            self.prefill_text(ctx, &request.messages)?
+        } else {
+            self.prefill_images(ctx, &request.messages, &request.images)?
+        };
         let prefill = prefill_start.elapsed();
+        let n_ctx = ctx.n_ctx() as usize;
+        let max_tokens = (request.sampling.max_tokens as usize).min(n_ctx - prompt.n_past);
+        let vocab = self.model.vocab();
 
         let mut sampler =
             sampling::build(self.model, &request.sampling, request.grammar.as_deref())?;
@@ -419,7 +470,8 @@ impl Session<'_> {
             }
         };
 
-        let mut logits_at = self.batch.n_tokens() - 1;
+        let mut logits_at = prompt.logits_at;
+        let mut n_past = prompt.n_past;
         let mut ttft = None;
         let mut first_token_at = Instant::now();
         let mut completion_tokens = 0;
@@ -446,13 +498,15 @@ impl Session<'_> {
                 break FinishReason::Length;
             }
             self.batch.clear();
-            let pos = self.cached.len() as i32;
             self.batch
-                .add(token, pos, &[0], true)
+                .add(token, n_past as i32, &[0], true)
                 .map_err(|e| ReasonError::Generation(e.to_string()))?;
             ctx.decode(&mut self.batch)
                 .map_err(|e| ReasonError::Generation(format!("decode: {e}")))?;
-            self.cached.push(token);
+            if prompt.track_tokens {
+                self.cached.push(token);
+            }
+            n_past += 1;
             logits_at = 0;
         };
         if finish != FinishReason::Stop {
@@ -462,14 +516,183 @@ impl Session<'_> {
             text,
             finish,
             timing: Timing {
-                prompt_tokens: tokens.len(),
-                reused_tokens: shared,
-                prefill_tokens: tokens.len() - shared,
+                prompt_tokens: prompt.tokens,
+                reused_tokens: prompt.reused,
+                prefill_tokens: prompt.tokens - prompt.reused,
                 completion_tokens,
                 ttft: ttft.unwrap_or_default(),
                 prefill,
                 decode: first_token_at.elapsed(),
             },
         })
+    }
+
+    /// Evaluates a text prompt, keeping the KV cache of the longest prefix it
+    /// shares with the previous call.
+    fn prefill_text(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        messages: &[ChatMessage],
+    ) -> Result<Prefilled, ReasonError> {
+        let prompt = self.render(messages)?;
+        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, true);
+        let n_ctx = ctx.n_ctx();
+        if tokens.is_empty() || tokens.len() >= n_ctx as usize {
+            return Err(ReasonError::PromptTooLong {
+                tokens: tokens.len(),
+                context: n_ctx,
+            });
+        }
+        // Re-evaluate at least the last prompt token so there are logits to
+        // sample from.
+        let shared = self
+            .cached
+            .iter()
+            .zip(&tokens)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(tokens.len() - 1);
+        ctx.clear_kv_cache_seq(Some(0), Some(shared as u32), None)
+            .map_err(|e| ReasonError::Generation(e.to_string()))?;
+        self.cached.truncate(shared);
+
+        let last = tokens.len() - 1;
+        for (chunk_index, chunk) in tokens[shared..].chunks(self.batch_size).enumerate() {
+            self.batch.clear();
+            for (i, &token) in chunk.iter().enumerate() {
+                let pos = shared + chunk_index * self.batch_size + i;
+                self.batch
+                    .add(token, pos as i32, &[0], pos == last)
+                    .map_err(|e| ReasonError::Generation(e.to_string()))?;
+            }
+            ctx.decode(&mut self.batch)
+                .map_err(|e| ReasonError::Generation(format!("prefill: {e}")))?;
+            self.cached.extend_from_slice(chunk);
+        }
+        Ok(Prefilled {
+            tokens: tokens.len(),
+            reused: shared,
+            n_past: tokens.len(),
+            logits_at: self.batch.n_tokens() - 1,
+            track_tokens: true,
+        })
+    }
+
+    /// Evaluates a prompt with images through the projector. The KV cache
+    /// starts empty: image positions are not tokens to compare, so prefix
+    /// reuse applies to text-only calls.
+    fn prefill_images(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        messages: &[ChatMessage],
+        images: &[ImageInput],
+    ) -> Result<Prefilled, ReasonError> {
+        let marker = image_marker();
+        let mut messages = messages.to_vec();
+        let placed: usize = messages
+            .iter()
+            .map(|m| m.content.matches(marker).count())
+            .sum();
+        if placed == 0 {
+            let last_user = messages
+                .iter_mut()
+                .rev()
+                .find(|m| m.role == "user")
+                .ok_or_else(|| ReasonError::Image("images need a user message".into()))?;
+            last_user.content = format!("{}{}", marker.repeat(images.len()), last_user.content);
+        } else if placed != images.len() {
+            return Err(ReasonError::Image(format!(
+                "{} images for {placed} image markers in the messages",
+                images.len()
+            )));
+        }
+        let prompt = self.render(&messages)?;
+        let vision = self.vision.as_mut().ok_or(ReasonError::NoVision)?;
+        let bitmaps = images
+            .iter()
+            .map(|image| bitmap(vision, image))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&MtmdBitmap> = bitmaps.iter().collect();
+        let chunks = vision
+            .tokenize(
+                MtmdInputText {
+                    text: prompt,
+                    add_special: true,
+                    parse_special: true,
+                },
+                &refs,
+            )
+            .map_err(|e| {
+                ReasonError::Image(format!("cannot tokenize the prompt with images: {e}"))
+            })?;
+        let tokens = chunks.total_tokens();
+        let n_ctx = ctx.n_ctx();
+        if tokens >= n_ctx as usize {
+            return Err(ReasonError::PromptTooLong {
+                tokens,
+                context: n_ctx,
+            });
+        }
+        ctx.clear_kv_cache();
+        self.cached.clear();
+        let n_past = chunks
+            .eval_chunks(vision, ctx, 0, 0, self.batch_size as i32, true)
+            .map_err(|e| ReasonError::Generation(format!("image prefill: {e}")))?;
+        Ok(Prefilled {
+            tokens,
+            reused: 0,
+            n_past: n_past as usize,
+            // The last logits of the last batch `eval_chunks` decoded.
+            logits_at: -1,
+            track_tokens: false,
+        })
+    }
+}
+
+/// The state after a prompt is evaluated.
+struct Prefilled {
+    tokens: usize,
+    reused: usize,
+    /// Next position in the sequence.
+    n_past: usize,
+    /// Batch index of the logits to sample the first token from.
+    logits_at: i32,
+    /// Whether `Session::cached` mirrors the KV cache (text-only prompts).
+    track_tokens: bool,
+}
+
+fn bitmap(vision: &MtmdContext, image: &ImageInput) -> Result<MtmdBitmap, ReasonError> {
+    let bad = |e: &dyn std::fmt::Display| ReasonError::Image(e.to_string());
+    match image {
+        ImageInput::Rgb {
+            width,
+            height,
+            pixels,
+        } => {
+            if pixels.len() != *width as usize * *height as usize * 3 {
+                return Err(ReasonError::Image(format!(
+                    "{width}x{height} RGB needs {} bytes, got {}",
+                    *width as usize * *height as usize * 3,
+                    pixels.len()
+                )));
+            }
+            MtmdBitmap::from_image_data(*width, *height, pixels).map_err(|e| bad(&e))
+        }
+        ImageInput::File(path) => {
+            let utf8 = path
+                .to_str()
+                .ok_or_else(|| ReasonError::Image(format!("{} is not UTF-8", path.display())))?;
+            if !path.is_file() {
+                return Err(ReasonError::Image(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
+            }
+            MtmdBitmap::from_file(vision, utf8, false)
+                .map_err(|e| ReasonError::Image(format!("cannot decode {}: {e}", path.display())))
+        }
+        ImageInput::Encoded(bytes) => {
+            MtmdBitmap::from_buffer(vision, bytes, false).map_err(|e| bad(&e))
+        }
     }
 }

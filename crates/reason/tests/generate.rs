@@ -22,6 +22,7 @@ fn small_options() -> RuntimeOptions {
         context: 2048,
         threads: Some(2),
         batch: 256,
+        projector: None,
     }
 }
 
@@ -209,6 +210,7 @@ fn a_prompt_longer_than_the_context_is_refused() {
             context: 128,
             threads: Some(1),
             batch: 128,
+            projector: None,
         },
     )
     .unwrap();
