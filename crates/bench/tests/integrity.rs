@@ -1,0 +1,195 @@
+//! Integrity of the committed benchmark data: the suites and counts are
+//! exactly those of the issue, every test has an assertion, and every test
+//! is proven able to pass (its passing reference passes) and able to fail
+//! (its failing reference fails).
+
+use std::collections::{BTreeMap, HashSet};
+
+use streamer_bench::{
+    check_expected_suites, fixtures_dir, load_llm, load_vlm, load_vlm_catalogue, Check,
+    ImageSource, References, Score, Variant, EXPECTED_VLM_TESTS, SECURITY_TOOL_NAMES,
+};
+
+fn describe(s: &Score) -> String {
+    s.checks
+        .iter()
+        .map(|c| {
+            format!(
+                "    [{}] {}: {}",
+                if c.passed { "ok" } else { "FAIL" },
+                c.check,
+                c.reason
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Scores both references; returns a problem description for each that
+/// goes the wrong way.
+fn check_references(id: &str, checks: &[Check], r: &References) -> Vec<String> {
+    let mut problems = Vec::new();
+    let p = streamer_bench::score(checks, &r.pass);
+    if !p.passed {
+        problems.push(format!("{id}: passing reference FAILS\n{}", describe(&p)));
+    }
+    let f = streamer_bench::score(checks, &r.fail);
+    if f.passed {
+        problems.push(format!("{id}: failing reference PASSES\n{}", describe(&f)));
+    }
+    problems
+}
+
+#[test]
+fn llm_suites_have_the_expected_names_and_counts() {
+    let suites = load_llm(&fixtures_dir().join("llm")).expect("load LLM suites");
+    check_expected_suites(&suites).unwrap();
+    let total: usize = suites.iter().map(|s| s.tests.len()).sum();
+    assert_eq!(total, 96);
+}
+
+#[test]
+fn llm_references_pass_and_fail() {
+    let suites = load_llm(&fixtures_dir().join("llm")).expect("load LLM suites");
+    let mut problems = Vec::new();
+    let mut ids = HashSet::new();
+    for s in &suites {
+        for t in &s.tests {
+            assert!(ids.insert(t.id.clone()), "duplicate id {}", t.id);
+            assert!(!t.checks.is_empty(), "{} has no checks", t.id);
+            problems.extend(check_references(&t.id, &t.checks, &t.reference));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn tool_use_covers_every_tool_and_no_tool() {
+    let suites = load_llm(&fixtures_dir().join("llm")).unwrap();
+    let tool_use = suites.iter().find(|s| s.name == "Tool Use").unwrap();
+    let mut expected: BTreeMap<&str, usize> = SECURITY_TOOL_NAMES.iter().map(|n| (*n, 0)).collect();
+    let mut no_tool = 0;
+    for t in &tool_use.tests {
+        assert!(t.tools, "{} must offer tools", t.id);
+        for c in &t.checks {
+            match c {
+                Check::ToolCall { name } => {
+                    *expected
+                        .get_mut(name.as_str())
+                        .unwrap_or_else(|| panic!("{}: unknown tool {name}", t.id)) += 1;
+                }
+                Check::NoToolCall {} => no_tool += 1,
+                _ => {}
+            }
+        }
+    }
+    for (name, n) in &expected {
+        assert!(*n >= 1, "no Tool Use test expects {name}");
+    }
+    assert!(no_tool >= 1, "no Tool Use test expects no tool call");
+}
+
+#[test]
+fn tool_checks_name_offered_tools() {
+    let suites = load_llm(&fixtures_dir().join("llm")).unwrap();
+    for s in &suites {
+        let offered: HashSet<String> = streamer_bench::tools_for(&s.name)
+            .iter()
+            .filter_map(|t| t["function"]["name"].as_str().map(str::to_string))
+            .collect();
+        for t in &s.tests {
+            for c in &t.checks {
+                if let Check::ToolCall { name } = c {
+                    assert!(t.tools, "{} checks a tool call but offers no tools", t.id);
+                    assert!(
+                        offered.contains(name),
+                        "{}: {name} is not offered to {}",
+                        t.id,
+                        s.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn vlm_tests_are_complete_and_references_go_both_ways() {
+    let dir = fixtures_dir().join("vlm");
+    let tests = load_vlm(&dir.join("tests.json")).expect("load VLM tests");
+    let catalogue = load_vlm_catalogue(&dir.join("images.json")).expect("load image catalogue");
+    assert_eq!(tests.len(), EXPECTED_VLM_TESTS);
+    let mut problems = Vec::new();
+    let mut ids = HashSet::new();
+    let mut per_variant: BTreeMap<&str, usize> =
+        Variant::ALL.iter().map(|v| (v.name(), 0)).collect();
+    for t in &tests {
+        assert!(ids.insert(t.id.clone()), "duplicate id {}", t.id);
+        assert!(!t.checks.is_empty(), "{} has no checks", t.id);
+        assert!(
+            catalogue.contains_key(&t.image.source),
+            "{}: image source {} is not in the catalogue",
+            t.id,
+            t.image.source
+        );
+        if let Some(v) = t.image.variant {
+            *per_variant.get_mut(v.name()).unwrap() += 1;
+        }
+        problems.extend(check_references(&t.id, &t.checks, &t.reference));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    for (v, n) in per_variant {
+        assert!(
+            n >= 2,
+            "variant {v} is used by {n} test(s), want at least 2"
+        );
+    }
+}
+
+#[test]
+fn catalogue_sources_are_well_formed_and_all_used() {
+    let dir = fixtures_dir().join("vlm");
+    let catalogue = load_vlm_catalogue(&dir.join("images.json")).unwrap();
+    let tests = load_vlm(&dir.join("tests.json")).unwrap();
+    let used: HashSet<&str> = tests.iter().map(|t| t.image.source.as_str()).collect();
+    for (id, src) in &catalogue {
+        assert!(
+            used.contains(id.as_str()),
+            "catalogue image {id} is used by no test"
+        );
+        match src {
+            ImageSource::Package {
+                package,
+                member,
+                licence,
+                ..
+            } => {
+                assert!(
+                    package.starts_with("debian:") || package.starts_with("pypi:"),
+                    "{id}: package {package} must be debian:NAME or pypi:NAME==VERSION"
+                );
+                assert!(!member.is_empty() && !licence.is_empty(), "{id}");
+            }
+            ImageSource::Footage {
+                footage,
+                time_s,
+                licence,
+                ..
+            } => {
+                assert_eq!(footage, "vtest", "{id}: unknown footage");
+                assert!(*time_s >= 0.0 && *time_s < 100.0, "{id}: time {time_s}");
+                assert!(!licence.is_empty(), "{id}");
+            }
+        }
+    }
+}
