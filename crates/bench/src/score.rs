@@ -56,6 +56,12 @@ pub enum Check {
         path: String,
         value: Value,
     },
+    /// The array at `path` contains an element equal to one of `values`.
+    JsonContainsAny {
+        #[serde(default)]
+        path: String,
+        values: Vec<Value>,
+    },
     /// The array at `path` contains no element equal to `value`.
     JsonNotContains {
         #[serde(default)]
@@ -172,10 +178,10 @@ impl Check {
             | Check::JsonType { path, .. }
             | Check::JsonContains { path, .. }
             | Check::JsonNotContains { path, .. } => parse_path(path).map(|_| ()),
-            Check::JsonOneOf { path, values } => {
+            Check::JsonOneOf { path, values } | Check::JsonContainsAny { path, values } => {
                 parse_path(path)?;
                 if values.is_empty() {
-                    return Err("json_one_of needs at least one value".into());
+                    return Err("needs at least one value".into());
                 }
                 Ok(())
             }
@@ -236,6 +242,13 @@ impl Check {
             }
             Check::JsonNotContains { path, value } => {
                 format!("json_not_contains({}, {value})", shown(path))
+            }
+            Check::JsonContainsAny { path, values } => {
+                format!(
+                    "json_contains_any({}, {})",
+                    shown(path),
+                    Value::from(values.clone())
+                )
             }
             Check::JsonOneOf { path, values } => {
                 format!(
@@ -317,6 +330,20 @@ impl Check {
                         ),
                     )
                 }
+                None => (false, format!("{} is not an array: {v}", shown(path))),
+            }),
+            Check::JsonContainsAny { path, values } => with_json(c, path, |v| match v.as_array() {
+                Some(a) => match values.iter().find(|w| a.iter().any(|e| json_eq(e, w))) {
+                    Some(w) => (true, format!("{} = {v} contains {w}", shown(path))),
+                    None => (
+                        false,
+                        format!(
+                            "{} = {v} contains none of {}",
+                            shown(path),
+                            Value::from(values.clone())
+                        ),
+                    ),
+                },
                 None => (false, format!("{} is not an array: {v}", shown(path))),
             }),
             Check::JsonNotContains { path, value } => with_json(c, path, |v| match v.as_array() {
@@ -689,6 +716,14 @@ mod tests {
         let c = check(json!({"kind": "json_contains", "path": "keep", "value": 3}));
         assert!(passes(&c, &Reply::text("{\"keep\": [1, 3]}")));
         assert!(!passes(&c, &Reply::text("{\"keep\": [1, \"3\"]}")));
+        let any = check(
+            json!({"kind": "json_contains_any", "path": "tags", "values": ["package", "delivery"]}),
+        );
+        assert!(passes(
+            &any,
+            &Reply::text("{\"tags\": [\"person\", \"delivery\"]}")
+        ));
+        assert!(!passes(&any, &Reply::text("{\"tags\": [\"person\"]}")));
         let nc = check(json!({"kind": "json_not_contains", "path": "keep", "value": 0}));
         assert!(passes(&nc, &Reply::text("{\"keep\": [1, 3]}")));
         assert!(!passes(&nc, &Reply::text("{\"keep\": [0, 3]}")));

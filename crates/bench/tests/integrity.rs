@@ -33,6 +33,11 @@ fn check_references(id: &str, checks: &[Check], r: &References) -> Vec<String> {
     if !p.passed {
         problems.push(format!("{id}: passing reference FAILS\n{}", describe(&p)));
     }
+    // A failing reference is a realistic wrong answer, never an empty one.
+    let cleaned = streamer_bench::clean(&r.fail);
+    if cleaned.text.chars().count() < 2 && cleaned.tool_calls.is_empty() {
+        problems.push(format!("{id}: failing reference is empty"));
+    }
     let f = streamer_bench::score(checks, &r.fail);
     if f.passed {
         problems.push(format!("{id}: failing reference PASSES\n{}", describe(&f)));
