@@ -8,6 +8,8 @@ mod detection;
 mod frame;
 pub mod labels;
 pub mod layout;
+mod urgency;
 
 pub use detection::{BBox, Detection};
 pub use frame::Frame;
+pub use urgency::Urgency;

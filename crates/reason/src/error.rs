@@ -37,6 +37,9 @@ pub enum ReasonError {
     #[error("bad image input: {0}")]
     Image(String),
 
+    #[error("endpoint {url} failed: {message}")]
+    Endpoint { url: String, message: String },
+
     #[error("the model worker has stopped")]
     WorkerGone,
 }

@@ -7,16 +7,23 @@
 //! part, constrains output with grammars (from JSON schemas), reports per-call
 //! timing, and offers function tools whose calls it parses back.
 
+mod backend;
+mod describe;
 mod error;
 mod gguf;
+mod openai;
 mod projector;
 mod runtime;
 mod sampling;
 mod stop;
 mod tools;
+mod triage;
 
+pub use backend::{split_reasoning, ChatBackend, ChatReply, ChatRequest};
+pub use describe::{label_facts, Describer, Description, DescriptionSource, Scene, LABELS_NOTE};
 pub use error::ReasonError;
 pub use gguf::{backend, LoadedModel, ModelInfo};
+pub use openai::{EndpointConfig, OpenAiClient};
 pub use projector::SyntheticProjector;
 pub use runtime::{
     image_marker, ChatMessage, Completion, FinishReason, GenerateRequest, ImageInput, LlmRuntime,
@@ -24,3 +31,7 @@ pub use runtime::{
 };
 pub use sampling::Sampling;
 pub use tools::{parse_reply, tools_prompt, MalformedCall, ParsedReply, Tool, ToolCall};
+pub use triage::{
+    addresses_the_ai, event_message, parse_triage, triage, triage_schema, Triage, TriageInput,
+    TriageOutcome, TRIAGE_RULES,
+};

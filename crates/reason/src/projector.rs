@@ -292,8 +292,8 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..4], b"GGUF");
         let tensors = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-        // patch (2) + position + pre_ln (2) + 14 per block + projector (4)
-        assert_eq!(tensors, 2 + 1 + 2 + 14 * spec.blocks as u64 + 4);
+        // patch (2) + position + pre_ln (2) + 16 per block + projector (4)
+        assert_eq!(tensors, 2 + 1 + 2 + 16 * spec.blocks as u64 + 4);
         assert_eq!(spec.image_tokens(), 16);
     }
 }
