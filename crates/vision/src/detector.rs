@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
-use streamer_core::layout::{DetectorLayout, DetectorOutput, TensorOrder};
+use streamer_core::layout::{DetectorLayout, DetectorOutput, ImageInput, TensorOrder};
 use streamer_core::{labels, BBox, Detection, Frame};
 
 use crate::preprocess::{fill_tensor, Transform};
@@ -84,7 +84,7 @@ impl Detector {
                     .collect::<Vec<_>>()
             ))
         })?;
-        check_image_input(input.dtype(), &layout).map_err(layout_err)?;
+        check_image_input(input.dtype(), &layout.input).map_err(layout_err)?;
         let input_name = input.name().to_string();
 
         let output = match &layout.output_name {
@@ -215,11 +215,11 @@ impl Detector {
 
 /// Runs the session on `input` and hands the named float output to `read`
 /// while it is still borrowed from ONNX Runtime (no copy).
-fn run_session<R>(
+pub(crate) fn run_session<R, const D: usize>(
     session: &mut Session,
     input_name: &str,
     output_name: &str,
-    shape: [usize; 4],
+    shape: [usize; D],
     input: &[f32],
     read: impl FnOnce(&[i64], &[f32]) -> Result<R, VisionError>,
 ) -> Result<R, VisionError> {
@@ -239,15 +239,15 @@ fn input_shape(layout: &DetectorLayout) -> [usize; 4] {
 }
 
 /// Checks that the model's input is a float image tensor of the size and
-/// axis order the layout promises (dynamic axes accept anything).
-fn check_image_input(dtype: &ValueType, layout: &DetectorLayout) -> Result<(), String> {
+/// axis order the layout promises (dynamic axes accept anything). Returns
+/// whether the batch axis is dynamic.
+pub(crate) fn check_image_input(dtype: &ValueType, input: &ImageInput) -> Result<bool, String> {
     let ValueType::Tensor { ty, shape, .. } = dtype else {
         return Err(format!("input is not a tensor: {dtype:?}"));
     };
     if *ty != ort::value::TensorElementType::Float32 {
         return Err(format!("input element type is {ty:?}, expected float32"));
     }
-    let input = &layout.input;
     let (w, h) = (input.width as i64, input.height as i64);
     let expected = match input.order {
         TensorOrder::Nhwc => [1, h, w, 3],
@@ -259,7 +259,7 @@ fn check_image_input(dtype: &ValueType, layout: &DetectorLayout) -> Result<(), S
             .zip(expected)
             .all(|(&dim, want)| dim < 0 || dim == want);
     if fits {
-        Ok(())
+        Ok(shape[0] < 0)
     } else {
         Err(format!(
             "input shape is {:?}, the layout says {:?} ({:?})",

@@ -64,9 +64,75 @@ pub fn fill_tensor(
     input: &ImageInput,
     out: &mut Vec<f32>,
 ) -> Transform {
-    let t = Transform::fit(width, height, input);
     let (iw, ih) = (input.width as usize, input.height as usize);
     out.resize(3 * iw * ih, 0.0);
+    let full = Crop {
+        x: 0,
+        y: 0,
+        width,
+        height,
+    };
+    fill_crop(rgb, width, full, input, out)
+}
+
+/// A rectangle of whole pixels inside a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crop {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Crop {
+    /// The pixels covered by `bbox` grown by `margin` (a fraction of the box
+    /// size on every side), limited to a `frame_w x frame_h` frame and at
+    /// least one pixel in each direction.
+    pub fn around(bbox: BBox, margin: f32, frame_w: u32, frame_h: u32) -> Self {
+        let (mx, my) = (bbox.width() * margin, bbox.height() * margin);
+        let clampf = |v: f32, hi: u32| (v.max(0.0) as u32).min(hi);
+        let x0 = clampf((bbox.x1 - mx).floor(), frame_w - 1);
+        let y0 = clampf((bbox.y1 - my).floor(), frame_h - 1);
+        let x1 = clampf((bbox.x2 + mx).ceil(), frame_w).max(x0 + 1);
+        let y1 = clampf((bbox.y2 + my).ceil(), frame_h).max(y0 + 1);
+        Self {
+            x: x0,
+            y: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        }
+    }
+}
+
+/// Writes the `crop` of `rgb` (packed RGB8, `width` pixels a row) into
+/// `out`, resized and normalised for `input`. `out` must hold exactly
+/// `3 * input.width * input.height` values (one image of a batch). The
+/// returned transform maps crop coordinates to input coordinates.
+///
+/// # Panics
+/// If `crop` is empty or reaches outside the frame, or `out` has the wrong
+/// length.
+pub fn fill_crop(
+    rgb: &[u8],
+    width: u32,
+    crop: Crop,
+    input: &ImageInput,
+    out: &mut [f32],
+) -> Transform {
+    let t = Transform::fit(crop.width, crop.height, input);
+    let (iw, ih) = (input.width as usize, input.height as usize);
+    assert_eq!(
+        out.len(),
+        3 * iw * ih,
+        "tensor slice does not fit the input"
+    );
+    assert!(
+        crop.width > 0
+            && crop.height > 0
+            && crop.x + crop.width <= width
+            && (crop.y + crop.height) as usize * width as usize * 3 <= rgb.len(),
+        "crop {crop:?} is outside the {width}-pixel-wide frame"
+    );
 
     // value = pixel * gain[c] + bias[c]
     let gain: [f32; 3] = std::array::from_fn(|c| input.scale / input.std[c]);
@@ -76,11 +142,11 @@ pub fn fill_tensor(
     // The content rectangle inside the input, in whole pixels.
     let x0 = t.pad_x as usize;
     let y0 = t.pad_y as usize;
-    let cw = ((width as f32 * t.scale_x).round() as usize).min(iw - x0);
-    let ch = ((height as f32 * t.scale_y).round() as usize).min(ih - y0);
+    let cw = ((crop.width as f32 * t.scale_x).round() as usize).min(iw - x0);
+    let ch = ((crop.height as f32 * t.scale_y).round() as usize).min(ih - y0);
 
-    let cols = sample_positions(width as usize, cw);
-    let rows = sample_positions(height as usize, ch);
+    let cols = sample_positions(crop.width as usize, cw, crop.x as usize);
+    let rows = sample_positions(crop.height as usize, ch, crop.y as usize);
     let stride = width as usize * 3;
     let plane = iw * ih;
 
@@ -132,16 +198,16 @@ struct Sample {
 }
 
 /// Bilinear sample positions (pixel centres aligned) for resizing `src`
-/// pixels to `dst` pixels along one axis.
-fn sample_positions(src: usize, dst: usize) -> Vec<Sample> {
+/// pixels, starting at pixel `offset`, to `dst` pixels along one axis.
+fn sample_positions(src: usize, dst: usize, offset: usize) -> Vec<Sample> {
     let ratio = src as f32 / dst.max(1) as f32;
     (0..dst)
         .map(|i| {
             let pos = ((i as f32 + 0.5) * ratio - 0.5).clamp(0.0, (src - 1) as f32);
             let lo = pos.floor() as usize;
             Sample {
-                lo,
-                hi: (lo + 1).min(src - 1),
+                lo: offset + lo,
+                hi: offset + (lo + 1).min(src - 1),
                 w: pos - lo as f32,
             }
         })
@@ -199,6 +265,38 @@ mod tests {
         // Leftmost content pixel is pure red, rightmost pure blue.
         assert!((at(0, 1, 0) - 1.0).abs() < 1e-6 && at(2, 1, 0).abs() < 1e-6);
         assert!((at(2, 2, 3) - 1.0).abs() < 1e-6 && at(0, 2, 3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn crops_sample_only_their_rectangle() {
+        // 4x2 frame: left half black, right half white; crop the right half.
+        let mut rgb = vec![0u8; 4 * 2 * 3];
+        for y in 0..2 {
+            for x in 2..4 {
+                let i = (y * 4 + x) * 3;
+                rgb[i..i + 3].copy_from_slice(&[255, 255, 255]);
+            }
+        }
+        let spec = input(Resize::Stretch, TensorOrder::Nchw, 3, 3);
+        let mut out = vec![0.0; 27];
+        let crop = Crop {
+            x: 2,
+            y: 0,
+            width: 2,
+            height: 2,
+        };
+        fill_crop(&rgb, 4, crop, &spec, &mut out);
+        assert!(out.iter().all(|&v| v == 255.0), "{out:?}");
+    }
+
+    #[test]
+    fn crop_around_a_box_adds_the_margin_and_stays_inside_the_frame() {
+        let c = Crop::around(BBox::new(10.0, 20.0, 30.0, 60.0), 0.1, 100, 100);
+        assert_eq!((c.x, c.y, c.width, c.height), (8, 16, 24, 48));
+        let c = Crop::around(BBox::new(90.0, 95.0, 100.0, 100.0), 0.5, 100, 100);
+        assert_eq!((c.x, c.y, c.width, c.height), (85, 92, 15, 8));
+        let c = Crop::around(BBox::new(100.0, 100.0, 100.0, 100.0), 0.0, 100, 100);
+        assert_eq!((c.width, c.height), (1, 1));
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! What the user sets for identity matching, with defaults tuned on the
+//! project's labelled two-camera replay (`fixtures/identity/`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::IdentityError;
+
+/// Settings of the [`VisitTracker`](crate::VisitTracker) and its
+/// [`IdentityIndex`](crate::IdentityIndex). Times are in milliseconds on the
+/// clock the caller stamps sightings with (e.g. stream time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Cosine similarity (dot product of unit vectors) at or above which a
+    /// sighting joins an open visit. Tuned for the embedded MobileNetV2
+    /// embedder; a re-ID model needs its own value.
+    #[serde(default = "default_similarity_threshold")]
+    pub similarity_threshold: f32,
+    /// How far back the index looks for a match; older sightings are aged out
+    /// (whole buckets at a time).
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+    /// A visit not seen for this long ends; a later sighting starts a new one.
+    #[serde(default = "default_visit_end_after_ms")]
+    pub visit_end_after_ms: u64,
+    /// Time span of one index bucket. hnsw_rs cannot delete points, so the
+    /// index is a queue of buckets and ageing drops whole buckets: smaller
+    /// spans age out more precisely, larger ones search fewer graphs.
+    #[serde(default = "default_bucket_span_ms")]
+    pub bucket_span_ms: u64,
+    /// Neighbours fetched per query (several sightings of one visit may
+    /// crowd the nearest places).
+    #[serde(default = "default_neighbours")]
+    pub neighbours: usize,
+    /// HNSW links per node (`M`).
+    #[serde(default = "default_hnsw_m")]
+    pub hnsw_m: usize,
+    /// HNSW candidate list size while inserting.
+    #[serde(default = "default_hnsw_ef_construction")]
+    pub hnsw_ef_construction: usize,
+    /// HNSW candidate list size while searching.
+    #[serde(default = "default_hnsw_ef_search")]
+    pub hnsw_ef_search: usize,
+    /// Box overlap (IoU) at or above which a sighting continues a track of
+    /// the same camera from its previous frame.
+    #[serde(default = "default_tracker_iou")]
+    pub tracker_iou: f32,
+    /// A track is continued only if its last sighting is at most this old.
+    #[serde(default = "default_tracker_max_gap_ms")]
+    pub tracker_max_gap_ms: u64,
+    /// Even with overlapping boxes, a sighting continues a track only if it
+    /// looks at least this similar to the track's last sighting (two people
+    /// crossing swap boxes, not identities).
+    #[serde(default = "default_tracker_min_similarity")]
+    pub tracker_min_similarity: f32,
+    /// A new best snapshot is announced (an `update` event) only when its
+    /// quality beats the previous best by this factor.
+    #[serde(default = "default_snapshot_update_gain")]
+    pub snapshot_update_gain: f32,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            similarity_threshold: default_similarity_threshold(),
+            window_ms: default_window_ms(),
+            visit_end_after_ms: default_visit_end_after_ms(),
+            bucket_span_ms: default_bucket_span_ms(),
+            neighbours: default_neighbours(),
+            hnsw_m: default_hnsw_m(),
+            hnsw_ef_construction: default_hnsw_ef_construction(),
+            hnsw_ef_search: default_hnsw_ef_search(),
+            tracker_iou: default_tracker_iou(),
+            tracker_max_gap_ms: default_tracker_max_gap_ms(),
+            tracker_min_similarity: default_tracker_min_similarity(),
+            snapshot_update_gain: default_snapshot_update_gain(),
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// Checks every field and reports all problems at once, each naming its
+    /// key.
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, what: &str| {
+            if !ok {
+                problems.push(format!("{key}: {what}"));
+            }
+        };
+        let unit = |v: f32| (-1.0..=1.0).contains(&v);
+        check(
+            unit(self.similarity_threshold),
+            "similarity_threshold",
+            "must be a cosine similarity in [-1, 1]",
+        );
+        check(
+            unit(self.tracker_min_similarity),
+            "tracker_min_similarity",
+            "must be a cosine similarity in [-1, 1]",
+        );
+        check(
+            (0.0..=1.0).contains(&self.tracker_iou),
+            "tracker_iou",
+            "must be in [0, 1]",
+        );
+        check(self.window_ms > 0, "window_ms", "must be positive");
+        check(
+            self.visit_end_after_ms > 0,
+            "visit_end_after_ms",
+            "must be positive",
+        );
+        check(
+            self.bucket_span_ms > 0,
+            "bucket_span_ms",
+            "must be positive",
+        );
+        check(self.neighbours > 0, "neighbours", "must be positive");
+        check(
+            (2..=256).contains(&self.hnsw_m),
+            "hnsw_m",
+            "must be between 2 and 256 (hnsw_rs's limit)",
+        );
+        check(
+            self.hnsw_ef_construction > 0,
+            "hnsw_ef_construction",
+            "must be positive",
+        );
+        check(
+            self.hnsw_ef_search > 0,
+            "hnsw_ef_search",
+            "must be positive",
+        );
+        check(
+            self.snapshot_update_gain >= 1.0,
+            "snapshot_update_gain",
+            "must be at least 1",
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(IdentityError::Config(problems))
+        }
+    }
+}
+
+fn default_similarity_threshold() -> f32 {
+    0.8
+}
+fn default_window_ms() -> u64 {
+    10 * 60 * 1000
+}
+fn default_visit_end_after_ms() -> u64 {
+    30 * 1000
+}
+fn default_bucket_span_ms() -> u64 {
+    60 * 1000
+}
+fn default_neighbours() -> usize {
+    10
+}
+fn default_hnsw_m() -> usize {
+    16
+}
+fn default_hnsw_ef_construction() -> usize {
+    200
+}
+fn default_hnsw_ef_search() -> usize {
+    64
+}
+fn default_tracker_iou() -> f32 {
+    0.3
+}
+fn default_tracker_max_gap_ms() -> u64 {
+    2000
+}
+fn default_tracker_min_similarity() -> f32 {
+    0.5
+}
+fn default_snapshot_update_gain() -> f32 {
+    1.5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_an_empty_document_gives_the_defaults() {
+        IdentityConfig::default().validate().unwrap();
+        let parsed: IdentityConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, IdentityConfig::default());
+    }
+
+    #[test]
+    fn validation_names_every_bad_key() {
+        let config = IdentityConfig {
+            similarity_threshold: 1.5,
+            hnsw_m: 1000,
+            window_ms: 0,
+            ..IdentityConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        for key in ["similarity_threshold", "hnsw_m", "window_ms"] {
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_str::<IdentityConfig>(r#"{"treshold": 0.5}"#).unwrap_err();
+        assert!(err.to_string().contains("treshold"), "{err}");
+    }
+}

@@ -1,0 +1,589 @@
+//! The visit tracker: sightings in, visit events out.
+//!
+//! Per frame of one camera, each person sighting first tries to continue a
+//! track of that camera (box overlap with its previous frame, and a looser
+//! appearance check); the rest are matched by embedding against every open
+//! visit seen within the window, on any camera; what matches nothing starts a
+//! new visit. Time is whatever the caller stamps sightings with: the tracker
+//! has no clock of its own, so tests drive it with plain numbers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use streamer_core::{BBox, Frame};
+
+use crate::distance::dot;
+use crate::index::{HnswParams, IdentityIndex, IndexEntry};
+use crate::visit::{
+    EventKind, IdentitySummary, JoinedBy, SightingRecord, Snapshot, UpdateReason, Visit,
+    VisitEvent, VisitId,
+};
+use crate::{snapshot_quality, IdentityConfig, IdentityError};
+
+/// One person box of one frame, with its embedding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sighting {
+    pub camera: String,
+    pub time_ms: u64,
+    pub bbox: BBox,
+    /// L2-normalised, from the same embedder for every sighting.
+    pub embedding: Vec<f32>,
+    /// Snapshot quality (higher is better); see [`snapshot_quality`].
+    pub quality: f32,
+}
+
+impl Sighting {
+    /// A sighting whose snapshot quality is just its box area.
+    pub fn new(camera: impl Into<String>, time_ms: u64, bbox: BBox, embedding: Vec<f32>) -> Self {
+        Self {
+            camera: camera.into(),
+            time_ms,
+            quality: bbox.area(),
+            bbox,
+            embedding,
+        }
+    }
+
+    /// A sighting in `frame` (camera and time from the frame), its snapshot
+    /// quality measured on the frame's pixels.
+    pub fn from_frame(frame: &Frame, bbox: BBox, embedding: Vec<f32>) -> Self {
+        Self {
+            camera: frame.camera.to_string(),
+            time_ms: frame.pts_ms(),
+            quality: snapshot_quality(frame, &bbox),
+            bbox,
+            embedding,
+        }
+    }
+}
+
+/// The visit one sighting was attached to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Assignment {
+    pub visit_id: VisitId,
+    pub similarity: Option<f32>,
+    pub joined_by: JoinedBy,
+}
+
+/// What one frame's sightings did: one assignment per sighting, in order,
+/// and the events to publish (ends of stale visits first).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub assignments: Vec<Assignment>,
+    pub events: Vec<VisitEvent>,
+}
+
+struct Track {
+    visit: VisitId,
+    bbox: BBox,
+    time_ms: u64,
+    embedding: Vec<f32>,
+}
+
+/// Turns person sightings from any number of cameras into visits.
+pub struct VisitTracker {
+    config: IdentityConfig,
+    index: IdentityIndex,
+    open: BTreeMap<VisitId, Visit>,
+    tracks: HashMap<String, Vec<Track>>,
+    next_id: u64,
+    now_ms: u64,
+    summary: IdentitySummary,
+}
+
+impl VisitTracker {
+    pub fn new(config: IdentityConfig) -> Result<Self, IdentityError> {
+        config.validate()?;
+        Ok(Self {
+            index: IdentityIndex::new(HnswParams::from_config(&config)),
+            config,
+            open: BTreeMap::new(),
+            tracks: HashMap::new(),
+            next_id: 1,
+            now_ms: 0,
+            summary: IdentitySummary::default(),
+        })
+    }
+
+    pub fn config(&self) -> &IdentityConfig {
+        &self.config
+    }
+
+    pub fn index(&self) -> &IdentityIndex {
+        &self.index
+    }
+
+    pub fn summary(&self) -> IdentitySummary {
+        self.summary
+    }
+
+    /// Visits not ended yet, oldest first.
+    pub fn open_visits(&self) -> impl Iterator<Item = &Visit> {
+        self.open.values()
+    }
+
+    /// Takes the person sightings of one frame of one camera (all with the
+    /// same camera and time; an empty slice is fine). Ends stale visits
+    /// first, so it also does what [`VisitTracker::tick`] does.
+    pub fn observe(&mut self, sightings: &[Sighting]) -> Result<Observed, IdentityError> {
+        let Some(first) = sightings.first() else {
+            return Ok(Observed::default());
+        };
+        for s in sightings {
+            self.index.check(&s.embedding)?;
+        }
+        let (camera, now) = (first.camera.clone(), first.time_ms);
+        let mut events = self.tick(now);
+
+        let mut assigned: Vec<Option<Assignment>> = vec![None; sightings.len()];
+        let mut taken: HashSet<VisitId> = HashSet::new();
+        self.continue_tracks(&camera, now, sightings, &mut assigned, &mut taken);
+        self.match_appearance(now, sightings, &mut assigned, &mut taken)?;
+
+        let mut assignments = Vec::with_capacity(sightings.len());
+        let mut tracks = Vec::with_capacity(sightings.len());
+        for (s, a) in sightings.iter().zip(assigned) {
+            let a = match a {
+                Some(a) => {
+                    events.extend(self.join(s, a));
+                    a
+                }
+                None => {
+                    let (a, event) = self.start(s);
+                    events.push(event);
+                    a
+                }
+            };
+            self.index.insert(
+                &s.embedding,
+                IndexEntry {
+                    visit: a.visit_id,
+                    camera: s.camera.clone(),
+                    time_ms: s.time_ms,
+                },
+            )?;
+            tracks.push(Track {
+                visit: a.visit_id,
+                bbox: s.bbox,
+                time_ms: s.time_ms,
+                embedding: s.embedding.clone(),
+            });
+            assignments.push(a);
+        }
+        // Tracks not continued this frame stay for `tracker_max_gap_ms`, so a
+        // person missed by the detector for a frame is picked up again.
+        let kept = self.tracks.remove(&camera).unwrap_or_default();
+        tracks.extend(kept.into_iter().filter(|t| !taken.contains(&t.visit)));
+        self.tracks.insert(camera, tracks);
+        self.summary.persons_detected += sightings.len() as u64;
+        Ok(Observed {
+            assignments,
+            events,
+        })
+    }
+
+    /// Advances the clock to `now_ms`: ends visits not seen for
+    /// `visit_end_after_ms`, forgets old tracks and ages the index.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<VisitEvent> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let now = self.now_ms;
+        let end_after = self.config.visit_end_after_ms;
+        let stale: Vec<VisitId> = self
+            .open
+            .values()
+            .filter(|v| v.last_seen_ms.saturating_add(end_after) <= now)
+            .map(|v| v.id)
+            .collect();
+        let events = stale.into_iter().map(|id| self.end(id, now)).collect();
+        let max_gap = self.config.tracker_max_gap_ms;
+        for tracks in self.tracks.values_mut() {
+            tracks.retain(|t| t.time_ms.saturating_add(max_gap) >= now);
+        }
+        self.tracks.retain(|_, t| !t.is_empty());
+        self.index.expire(now.saturating_sub(self.config.window_ms));
+        events
+    }
+
+    /// Ends every open visit (end of a replay), at `now_ms` or the latest
+    /// time seen, whichever is later.
+    pub fn finish(&mut self, now_ms: u64) -> Vec<VisitEvent> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let ids: Vec<VisitId> = self.open.keys().copied().collect();
+        self.tracks.clear();
+        ids.into_iter()
+            .map(|id| self.end(id, self.now_ms))
+            .collect()
+    }
+
+    /// Same-camera continuity: greedy one-to-one matching of sightings to the
+    /// camera's recent tracks by box overlap, best overlap first.
+    fn continue_tracks(
+        &self,
+        camera: &str,
+        now: u64,
+        sightings: &[Sighting],
+        assigned: &mut [Option<Assignment>],
+        taken: &mut HashSet<VisitId>,
+    ) {
+        let Some(tracks) = self.tracks.get(camera) else {
+            return;
+        };
+        let mut pairs = Vec::new();
+        for (i, s) in sightings.iter().enumerate() {
+            for (j, t) in tracks.iter().enumerate() {
+                let fresh = t.time_ms < now
+                    && t.time_ms.saturating_add(self.config.tracker_max_gap_ms) >= now;
+                if !fresh || !self.open.contains_key(&t.visit) {
+                    continue;
+                }
+                let iou = s.bbox.iou(&t.bbox);
+                let similarity = dot(&s.embedding, &t.embedding);
+                if iou >= self.config.tracker_iou
+                    && similarity >= self.config.tracker_min_similarity
+                {
+                    pairs.push((iou, i, j, similarity));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, i, j, similarity) in pairs {
+            let visit = tracks[j].visit;
+            if assigned[i].is_some() || taken.contains(&visit) {
+                continue;
+            }
+            taken.insert(visit);
+            assigned[i] = Some(Assignment {
+                visit_id: visit,
+                similarity: Some(similarity),
+                joined_by: JoinedBy::Track,
+            });
+        }
+    }
+
+    /// Appearance matching against open visits seen within the window,
+    /// greedy one-to-one, most similar pair first.
+    fn match_appearance(
+        &self,
+        now: u64,
+        sightings: &[Sighting],
+        assigned: &mut [Option<Assignment>],
+        taken: &mut HashSet<VisitId>,
+    ) -> Result<(), IdentityError> {
+        let since = now.saturating_sub(self.config.window_ms);
+        let mut pairs = Vec::new();
+        for (i, s) in sightings.iter().enumerate() {
+            if assigned[i].is_some() {
+                continue;
+            }
+            let hits = self
+                .index
+                .query(&s.embedding, self.config.neighbours, since)?;
+            // Best similarity per visit.
+            let mut best: HashMap<VisitId, f32> = HashMap::new();
+            for h in hits {
+                if h.similarity < self.config.similarity_threshold
+                    || !self.open.contains_key(&h.entry.visit)
+                {
+                    continue;
+                }
+                let e = best.entry(h.entry.visit).or_insert(h.similarity);
+                *e = e.max(h.similarity);
+            }
+            pairs.extend(best.into_iter().map(|(v, sim)| (sim, i, v)));
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)));
+        for (similarity, i, visit) in pairs {
+            if assigned[i].is_some() || taken.contains(&visit) {
+                continue;
+            }
+            taken.insert(visit);
+            assigned[i] = Some(Assignment {
+                visit_id: visit,
+                similarity: Some(similarity),
+                joined_by: JoinedBy::Appearance,
+            });
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, s: &Sighting) -> (Assignment, VisitEvent) {
+        let id = VisitId(self.next_id);
+        self.next_id += 1;
+        let visit = Visit {
+            id,
+            cameras: vec![s.camera.clone()],
+            first_seen_ms: s.time_ms,
+            last_seen_ms: s.time_ms,
+            last_camera: s.camera.clone(),
+            best_snapshot: snapshot(s),
+            sightings: vec![record(s, None, JoinedBy::New)],
+        };
+        let event = VisitEvent::of(&visit, EventKind::New, &s.camera, s.time_ms, None, None);
+        tracing::debug!(visit = %id, camera = %s.camera, time_ms = s.time_ms, "Visit started");
+        self.open.insert(id, visit);
+        self.summary.visits_opened += 1;
+        let a = Assignment {
+            visit_id: id,
+            similarity: None,
+            joined_by: JoinedBy::New,
+        };
+        (a, event)
+    }
+
+    fn join(&mut self, s: &Sighting, a: Assignment) -> Option<VisitEvent> {
+        let gain = self.config.snapshot_update_gain;
+        let visit = self
+            .open
+            .get_mut(&a.visit_id)
+            .expect("assignments only name open visits");
+        match a.joined_by {
+            JoinedBy::Track => self.summary.track_joins += 1,
+            _ => self.summary.appearance_joins += 1,
+        }
+        visit.last_seen_ms = visit.last_seen_ms.max(s.time_ms);
+        visit.last_camera = s.camera.clone();
+        visit.sightings.push(record(s, a.similarity, a.joined_by));
+        let mut reason = None;
+        if !visit.cameras.contains(&s.camera) {
+            visit.cameras.push(s.camera.clone());
+            self.summary.cross_camera_joins += 1;
+            reason = Some(UpdateReason::NewCamera);
+            tracing::debug!(visit = %visit.id, camera = %s.camera, similarity = ?a.similarity, "Visit seen on another camera");
+        }
+        if s.quality > visit.best_snapshot.quality {
+            if s.quality > visit.best_snapshot.quality * gain && reason.is_none() {
+                reason = Some(UpdateReason::BetterSnapshot);
+            }
+            visit.best_snapshot = snapshot(s);
+        }
+        reason.map(|r| {
+            VisitEvent::of(
+                visit,
+                EventKind::Update,
+                &s.camera,
+                s.time_ms,
+                a.similarity,
+                Some(r),
+            )
+        })
+    }
+
+    fn end(&mut self, id: VisitId, now: u64) -> VisitEvent {
+        let visit = self.open.remove(&id).expect("ending an open visit");
+        self.summary.visits_ended += 1;
+        tracing::debug!(visit = %id, sightings = visit.sightings.len(), "Visit ended");
+        VisitEvent::of(&visit, EventKind::End, &visit.last_camera, now, None, None)
+    }
+}
+
+fn snapshot(s: &Sighting) -> Snapshot {
+    Snapshot {
+        camera: s.camera.clone(),
+        time_ms: s.time_ms,
+        bbox: s.bbox,
+        quality: s.quality,
+    }
+}
+
+fn record(s: &Sighting, similarity: Option<f32>, joined_by: JoinedBy) -> SightingRecord {
+    SightingRecord {
+        camera: s.camera.clone(),
+        time_ms: s.time_ms,
+        bbox: s.bbox,
+        similarity,
+        joined_by,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{blend, unit};
+
+    const DIM: usize = 64;
+
+    fn config() -> IdentityConfig {
+        IdentityConfig {
+            similarity_threshold: 0.8,
+            window_ms: 60_000,
+            visit_end_after_ms: 30_000,
+            bucket_span_ms: 10_000,
+            ..IdentityConfig::default()
+        }
+    }
+
+    fn at(camera: &str, time_ms: u64, x: f32, embedding: Vec<f32>) -> Sighting {
+        Sighting::new(
+            camera,
+            time_ms,
+            BBox::new(x, 100.0, x + 40.0, 200.0),
+            embedding,
+        )
+    }
+
+    fn kinds(events: &[VisitEvent]) -> Vec<(EventKind, String)> {
+        events
+            .iter()
+            .map(|e| (e.kind, e.visit_id.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_embedding_on_two_cameras_is_one_visit() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let alice = unit(DIM, 1);
+        let first = t.observe(&[at("front", 0, 10.0, alice.clone())]).unwrap();
+        assert_eq!(kinds(&first.events), [(EventKind::New, "v-000001".into())]);
+        let other = t.observe(&[at("garden", 5_000, 300.0, alice)]).unwrap();
+        assert_eq!(other.assignments[0].visit_id, VisitId(1));
+        assert_eq!(other.assignments[0].joined_by, JoinedBy::Appearance);
+        let e = &other.events[0];
+        assert_eq!(
+            (e.kind, e.reason),
+            (EventKind::Update, Some(UpdateReason::NewCamera))
+        );
+        assert_eq!(e.cameras, ["front", "garden"]);
+        assert!(e.similarity.unwrap() > 0.99);
+        let s = t.summary();
+        assert_eq!((s.visits_opened, s.cross_camera_joins), (1, 1));
+    }
+
+    #[test]
+    fn distant_embeddings_never_merge() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        // Ten people, each seen on two cameras a few times; random unit
+        // vectors in 64-d have |cos| well below the threshold.
+        for round in 0..3u64 {
+            for person in 0..10u64 {
+                for cam in ["front", "garden"] {
+                    let x = 1000.0 * person as f32; // boxes never overlap
+                    let time = round * 1000 + person;
+                    t.observe(&[at(cam, time, x, unit(DIM, person))]).unwrap();
+                }
+            }
+        }
+        let visits: Vec<_> = t.open_visits().collect();
+        assert_eq!(visits.len(), 10);
+        for v in visits {
+            assert_eq!(v.sightings.len(), 6, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn two_people_in_one_frame_never_share_a_visit() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let a = unit(DIM, 1);
+        let twin = blend(&a, &unit(DIM, 2), 0.05); // very similar clothes
+        let first = t
+            .observe(&[
+                at("front", 0, 0.0, a.clone()),
+                at("front", 0, 500.0, twin.clone()),
+            ])
+            .unwrap();
+        assert_ne!(first.assignments[0].visit_id, first.assignments[1].visit_id);
+        let next = t
+            .observe(&[at("garden", 1000, 0.0, twin), at("garden", 1000, 500.0, a)])
+            .unwrap();
+        assert_ne!(next.assignments[0].visit_id, next.assignments[1].visit_id);
+        assert_eq!(next.assignments[1].visit_id, first.assignments[0].visit_id);
+    }
+
+    #[test]
+    fn overlapping_boxes_continue_a_track_even_when_appearance_drifts() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let a = unit(DIM, 1);
+        // Turning around: similar enough for the tracker, not for matching.
+        let turned = blend(&a, &unit(DIM, 9), 0.45);
+        let sim = dot(&a, &turned);
+        assert!(sim < 0.8 && sim > 0.5, "{sim}");
+        t.observe(&[at("front", 0, 10.0, a)]).unwrap();
+        let next = t.observe(&[at("front", 500, 15.0, turned)]).unwrap();
+        assert_eq!(next.assignments[0].visit_id, VisitId(1));
+        assert_eq!(next.assignments[0].joined_by, JoinedBy::Track);
+        assert!(next.events.is_empty(), "{:?}", next.events);
+    }
+
+    #[test]
+    fn a_visit_ends_after_the_quiet_time_and_a_return_is_a_new_visit() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let a = unit(DIM, 1);
+        t.observe(&[at("front", 0, 10.0, a.clone())]).unwrap();
+        assert!(t.tick(29_999).is_empty());
+        let ended = t.tick(30_000);
+        assert_eq!(kinds(&ended), [(EventKind::End, "v-000001".into())]);
+        let back = t.observe(&[at("front", 40_000, 10.0, a)]).unwrap();
+        assert_eq!(kinds(&back.events), [(EventKind::New, "v-000002".into())]);
+    }
+
+    #[test]
+    fn a_person_returning_after_the_window_is_a_new_visit_even_if_the_visit_is_open() {
+        let mut t = VisitTracker::new(IdentityConfig {
+            window_ms: 20_000,
+            visit_end_after_ms: 120_000,
+            ..config()
+        })
+        .unwrap();
+        let a = unit(DIM, 1);
+        t.observe(&[at("front", 0, 10.0, a.clone())]).unwrap();
+        let back = t.observe(&[at("garden", 35_000, 10.0, a)]).unwrap();
+        assert_eq!(back.assignments[0].joined_by, JoinedBy::New);
+        assert_eq!(back.assignments[0].visit_id, VisitId(2));
+    }
+
+    #[test]
+    fn ageing_drops_old_people_from_the_index() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        for i in 0..20 {
+            t.observe(&[at("front", i * 100, 1000.0 * i as f32, unit(DIM, i))])
+                .unwrap();
+        }
+        assert_eq!(t.index().len(), 20);
+        let ended = t.tick(200_000);
+        assert_eq!(ended.len(), 20);
+        assert!(t.index().is_empty());
+        assert_eq!(t.open_visits().count(), 0);
+    }
+
+    #[test]
+    fn a_much_better_snapshot_is_announced_once() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let a = unit(DIM, 1);
+        let mut small = at("front", 0, 10.0, a.clone());
+        small.quality = 100.0;
+        t.observe(&[small]).unwrap();
+        let mut slightly = at("front", 500, 10.0, a.clone());
+        slightly.quality = 120.0;
+        assert!(t.observe(&[slightly]).unwrap().events.is_empty());
+        let mut big = at("front", 1000, 10.0, a);
+        big.quality = 1000.0;
+        let events = t.observe(&[big]).unwrap().events;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, Some(UpdateReason::BetterSnapshot));
+        assert_eq!(events[0].best_snapshot.time_ms, 1000);
+    }
+
+    #[test]
+    fn events_serialise_as_json_lines_with_a_type() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let e = t.observe(&[at("front", 1500, 10.0, unit(DIM, 1))]).unwrap();
+        let json = serde_json::to_value(&e.events[0]).unwrap();
+        assert_eq!(json["type"], "new");
+        assert_eq!(json["visit_id"], "v-000001");
+        assert_eq!(json["camera"], "front");
+        assert_eq!(json["time_ms"], 1500);
+        assert!(json["similarity"].is_null());
+        assert_eq!(json["best_snapshot"]["box"][0], 10.0);
+        let ended = t.finish(2000);
+        let json = serde_json::to_value(&ended[0]).unwrap();
+        assert_eq!(json["type"], "end");
+    }
+
+    #[test]
+    fn embeddings_of_another_size_are_an_error() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        t.observe(&[at("front", 0, 10.0, unit(DIM, 1))]).unwrap();
+        let err = t
+            .observe(&[at("front", 10, 10.0, unit(32, 1))])
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::Dimension { .. }), "{err}");
+    }
+}
