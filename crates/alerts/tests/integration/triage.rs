@@ -1,0 +1,114 @@
+//! Stage two with a real model: a deadline that expires falls back to the
+//! rules; a generous one gets the model's verdict.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamer_alerts::{AlertPipeline, Stage};
+use streamer_reason::{ChatBackend, LlmRuntime, RuntimeOptions};
+
+use crate::support::{config, free_port, local, missing, visit};
+
+/// A model answer in debug builds on two cores takes a few seconds.
+const GENEROUS: Duration = Duration::from_secs(120);
+/// Far below any real model's answer time.
+const TINY_DEADLINE_MS: u64 = 5;
+
+fn qwen() -> Option<Arc<dyn ChatBackend>> {
+    let path = match streamer_models::ModelCache::from_env().require("qwen2.5-coder-0.5b") {
+        Ok(path) => path,
+        Err(e) => {
+            missing(&format!(
+                "qwen2.5-coder-0.5b is not in the model cache ({e}): run `streamer models fetch qwen2.5-coder-0.5b`"
+            ));
+            return None;
+        }
+    };
+    let runtime = LlmRuntime::load(
+        &path,
+        RuntimeOptions {
+            context: 2048,
+            threads: Some(2),
+            batch: 256,
+            projector: None,
+        },
+    )
+    .expect("qwen2.5-coder-0.5b loads");
+    Some(Arc::new(runtime))
+}
+
+#[test]
+fn a_real_model_past_its_deadline_falls_back_to_rules() {
+    let Some(model) = qwen() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // No broker: alerts wait in the outbox, which is all this test needs.
+    let mut config = config(free_port(), dir.path(), "streamer-deadline");
+
+    // With time to answer, the model's verdict is the update.
+    config.triage.deadline_ms = GENEROUS.as_millis() as u64;
+    let pipeline = AlertPipeline::start(&config, Some(Arc::clone(&model))).unwrap();
+    let called = Instant::now();
+    let receipt = pipeline
+        .visit_opened(visit("porch", "late-1", local(23, 41, 0), &["person"]))
+        .unwrap();
+    let returned = called.elapsed();
+    let update = receipt.wait_stage_two(GENEROUS).expect("stage two answers");
+    eprintln!(
+        "real model, generous deadline: visit_opened returned after {:.2} ms, triaged after {:.0} ms: {} {:?}",
+        returned.as_secs_f64() * 1e3,
+        called.elapsed().as_secs_f64() * 1e3,
+        update.urgency,
+        update.message
+    );
+    assert_eq!(update.id, receipt.id());
+    assert_eq!(update.stage, Stage::Triaged, "{:?}", update.fallback_reason);
+    assert!(update
+        .description
+        .as_deref()
+        .is_some_and(|d| d.starts_with(streamer_reason::LABELS_NOTE)));
+    assert_eq!(
+        update.description_source.as_deref(),
+        Some("detector_labels")
+    );
+    assert!(update.model_latency_ms.is_some());
+    pipeline.shutdown(Duration::ZERO);
+
+    // The same model with a deadline far below its answer time.
+    config.triage.deadline_ms = TINY_DEADLINE_MS;
+    config.outbox_dir = dir.path().join("outbox-2");
+    let pipeline = AlertPipeline::start(&config, Some(model)).unwrap();
+    let called = Instant::now();
+    let receipt = pipeline
+        .visit_opened(visit("porch", "late-2", local(23, 42, 0), &["person"]))
+        .unwrap();
+    let returned = called.elapsed();
+    let update = receipt.wait_stage_two(GENEROUS).expect("stage two answers");
+    let fallback_after = called.elapsed();
+    eprintln!(
+        "real model, {TINY_DEADLINE_MS} ms deadline: visit_opened returned after {:.2} ms, fallback after {:.1} ms",
+        returned.as_secs_f64() * 1e3,
+        fallback_after.as_secs_f64() * 1e3
+    );
+    assert_eq!(update.id, receipt.id());
+    assert_eq!(update.stage, Stage::Fallback);
+    assert_eq!(
+        update.fallback_reason.as_deref(),
+        Some(format!("deadline of {TINY_DEADLINE_MS} ms expired").as_str())
+    );
+    assert_eq!(
+        update.urgency.as_str(),
+        "monitor",
+        "a person at night, by the rules"
+    );
+    assert_eq!(update.message, "Person at porch at night (23:42).");
+    assert!(
+        fallback_after < Duration::from_secs(1),
+        "{fallback_after:?}"
+    );
+    // Stage one never waits for the model.
+    assert!(returned < Duration::from_millis(500), "{returned:?}");
+    // The abandoned model call finishes in the background.
+    pipeline.shutdown(Duration::ZERO);
+}
