@@ -161,6 +161,45 @@ impl IdentityIndex {
         Ok(())
     }
 
+    /// Stores many embeddings at once, inserting into each bucket's graph on
+    /// all cores (hnsw_rs uses rayon).
+    pub fn insert_many(&mut self, items: Vec<(&[f32], IndexEntry)>) -> Result<(), IdentityError> {
+        let Some((first, _)) = items.first() else {
+            return Ok(());
+        };
+        let dim = self.dim.unwrap_or(first.len());
+        self.dim = Some(dim);
+        for (v, _) in &items {
+            self.check(v)?;
+        }
+        let span = self.params.bucket_span_ms;
+        let mut rest = items;
+        while !rest.is_empty() {
+            let start = rest[0].1.time_ms / span * span;
+            let (same, other): (Vec<_>, Vec<_>) = rest
+                .into_iter()
+                .partition(|(_, e)| e.time_ms / span * span == start);
+            rest = other;
+            // One ordinary insert creates (or finds) the bucket.
+            let mut same = same.into_iter();
+            let (v, e) = same.next().expect("partition keeps the first item");
+            self.insert(v, e)?;
+            let bucket = self
+                .buckets
+                .iter_mut()
+                .find(|b| b.start_ms == start)
+                .expect("the insert above made the bucket");
+            let base = bucket.entries.len();
+            let mut batch = Vec::new();
+            for (i, (v, e)) in same.enumerate() {
+                batch.push((v, base + i));
+                bucket.entries.push(e);
+            }
+            bucket.graph.parallel_insert_slice(&batch);
+        }
+        Ok(())
+    }
+
     /// The `k` stored embeddings most similar to `embedding` among those
     /// stamped at or after `since_ms`, most similar first.
     pub fn query(
