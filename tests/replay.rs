@@ -21,10 +21,25 @@ fn vtest() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}\n(run `make models` to fill the cache)"))
 }
 
-fn lines(out: &Output) -> Vec<Value> {
+fn all_lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// The per-frame detection lines (visit events carry a `type` instead).
+fn lines(out: &Output) -> Vec<Value> {
+    all_lines(out)
+        .into_iter()
+        .filter(|l| l.get("detections").is_some())
+        .collect()
+}
+
+fn visit_events(out: &Output) -> Vec<Value> {
+    all_lines(out)
+        .into_iter()
+        .filter(|l| l.get("type").is_some())
         .collect()
 }
 
@@ -185,4 +200,48 @@ fn a_corrupt_model_stops_replay_with_the_fix() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("streamer models fetch --force centernet")
     );
+}
+
+#[test]
+fn two_cameras_seeing_the_same_people_share_visits() {
+    // The same footage as two cameras: every person is on both at once, so
+    // visits must join across cameras rather than double.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("porch.avi"), dir.path().join("gate.avi"));
+    std::os::unix::fs::symlink(vtest(), &a).unwrap();
+    std::os::unix::fs::symlink(vtest(), &b).unwrap();
+    let out = streamer(&[
+        "replay",
+        "--fps",
+        "1",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let frames = lines(&out);
+    // Interleaved by time: porch and gate alternate.
+    assert_eq!(frames[0]["pts_ms"], 0);
+    assert_eq!(frames[1]["pts_ms"], 0);
+    assert_ne!(frames[0]["camera"], frames[1]["camera"]);
+
+    let events = visit_events(&out);
+    let kinds = |k: &str| events.iter().filter(|e| e["type"] == k).count();
+    let opened = kinds("new");
+    assert!(opened > 0, "{stderr}");
+    assert_eq!(
+        kinds("end"),
+        opened,
+        "every visit ends by the end of the replay"
+    );
+    let on_both = events
+        .iter()
+        .filter(|e| e["cameras"].as_array().is_some_and(|c| c.len() == 2))
+        .count();
+    assert!(on_both > 0, "no visit seen on both cameras\n{stderr}");
+    for e in &events {
+        assert!(e["visit_id"].as_str().unwrap().starts_with("v-"), "{e}");
+    }
+    assert!(stderr.contains("cross-camera joins"), "{stderr}");
+    println!("{stderr}");
 }

@@ -72,12 +72,26 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Perf mode: rounds over the 12 triage prompts.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// Perf mode: directory with llama.cpp's llama-bench and llama-server
     /// (default: the one scripts/build-llama-tools.sh builds, if present).
     #[arg(long)]
     pub llama_tools: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// The defaults of `streamer bench`, in `mode`.
+    pub fn defaults(mode: Mode) -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let mut args = <Wrapper as clap::Parser>::parse_from(["streamer-bench"]).args;
+        args.mode = mode;
+        args
+    }
 }
 
 #[derive(Serialize)]
@@ -146,7 +160,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 fn backend(args: &BenchArgs, cache: &ModelCache) -> Result<Box<dyn ChatBackend>> {
     if let Some(url) = &args.endpoint {
         let mut config = EndpointConfig::new(url, args.endpoint_model.clone().unwrap_or_default());
-        config.api_key = std::env::var(&args.api_key_env).ok().filter(|k| !k.is_empty());
+        config.api_key = std::env::var(&args.api_key_env)
+            .ok()
+            .filter(|k| !k.is_empty());
         config.idle_timeout = Duration::from_secs(args.timeout);
         config.vision = args.endpoint_vision;
         return Ok(Box::new(OpenAiClient::new(config)));
@@ -154,10 +170,10 @@ fn backend(args: &BenchArgs, cache: &ModelCache) -> Result<Box<dyn ChatBackend>>
     let model = model_path(cache, &args.model)?;
     let projector = if args.synthetic_projector {
         let info = streamer_reason::LoadedModel::load(&model)?.info();
-        let path = cache.root().join("synthetic").join(format!(
-            "mmproj-random-{}.gguf",
-            info.embedding_width
-        ));
+        let path = cache
+            .root()
+            .join("synthetic")
+            .join(format!("mmproj-random-{}.gguf", info.embedding_width));
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
         SyntheticProjector::for_text_width(info.embedding_width as u32).write(&path)?;
         eprintln!("using a generated projector with RANDOM weights: image answers are meaningless");
@@ -241,7 +257,11 @@ fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend) -> Result<Vec<TestResult
             let request = ChatRequest {
                 messages: messages(test),
                 sampling: sampling(&shape),
-                tools: if shape.tools { tools.clone() } else { Vec::new() },
+                tools: if shape.tools {
+                    tools.clone()
+                } else {
+                    Vec::new()
+                },
                 ..ChatRequest::default()
             };
             let result = run_one(backend, &request, &suite.name, &test.id, |r| test.score(r));
@@ -252,10 +272,7 @@ fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend) -> Result<Vec<TestResult
     Ok(results)
 }
 
-fn run_vlm(
-    cache: &ModelCache,
-    backend: &dyn ChatBackend,
-) -> Result<Vec<TestResult>> {
+fn run_vlm(cache: &ModelCache, backend: &dyn ChatBackend) -> Result<Vec<TestResult>> {
     let dir = streamer_bench::fixtures_dir().join("vlm");
     let tests = streamer_bench::load_vlm(&dir.join("tests.json"))?;
     let catalogue = streamer_bench::load_vlm_catalogue(&dir.join("images.json"))?;

@@ -37,16 +37,18 @@ impl<'a> BenchImages<'a> {
             .with_context(|| format!("image {:?} is not in images.json", image.source))?;
         let base = self.dir.join("base").join(format!("{}.png", image.source));
         if !base.is_file() {
-            let picture = self.load(source).with_context(|| format!("making {}", image.source))?;
+            let picture = self
+                .load(source)
+                .with_context(|| format!("making {}", image.source))?;
             save(&picture, &base)?;
         }
         let Some(variant) = image.variant else {
             return Ok(base);
         };
-        let out = self
-            .dir
-            .join("variants")
-            .join(format!("{}-{}.png", image.source, variant.name()));
+        let out =
+            self.dir
+                .join("variants")
+                .join(format!("{}-{}.png", image.source, variant.name()));
         if !out.is_file() {
             let picture = image::open(&base)
                 .with_context(|| format!("reading {}", base.display()))?
@@ -116,6 +118,12 @@ fn save(picture: &image::RgbImage, path: &Path) -> Result<()> {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

@@ -1,5 +1,6 @@
 //! `streamer`: local event processing for home-security cameras.
 
+mod alerts;
 mod bench_cmd;
 mod bench_images;
 mod models_cmd;

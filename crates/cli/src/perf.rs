@@ -21,18 +21,54 @@ use streamer_reason::{
 /// Frame descriptions the triage prompts are built from: varied, so each
 /// call has a new event after the shared rules.
 const EVENTS: &[(&str, &str)] = &[
-    ("front door", "A courier in a brown uniform leaves a parcel on the step and walks back to a van."),
-    ("driveway", "A person in a dark hoodie pulls on the handles of two parked cars, one after the other."),
-    ("back garden", "A fox crosses the lawn and disappears under the hedge."),
-    ("side gate", "A man in a balaclava climbs over the side gate carrying a crowbar."),
-    ("garage", "Smoke is coming out from under the garage door; nobody is visible."),
-    ("front door", "A woman rings the doorbell twice, waits, then leaves a note in the letterbox."),
-    ("street", "Two children ride bicycles past the house on the pavement."),
-    ("back door", "Someone shines a torch through the kitchen window and tries the back door handle."),
-    ("porch", "A man picks up the parcel left on the porch, looks around and walks away quickly with it."),
-    ("nursery", "The baby is asleep in the cot; the room is dark and still."),
-    ("driveway", "A car has been parked across the driveway with its engine running for twenty minutes."),
-    ("garden", "A person is lying motionless on the patio next to a fallen ladder."),
+    (
+        "front door",
+        "A courier in a brown uniform leaves a parcel on the step and walks back to a van.",
+    ),
+    (
+        "driveway",
+        "A person in a dark hoodie pulls on the handles of two parked cars, one after the other.",
+    ),
+    (
+        "back garden",
+        "A fox crosses the lawn and disappears under the hedge.",
+    ),
+    (
+        "side gate",
+        "A man in a balaclava climbs over the side gate carrying a crowbar.",
+    ),
+    (
+        "garage",
+        "Smoke is coming out from under the garage door; nobody is visible.",
+    ),
+    (
+        "front door",
+        "A woman rings the doorbell twice, waits, then leaves a note in the letterbox.",
+    ),
+    (
+        "street",
+        "Two children ride bicycles past the house on the pavement.",
+    ),
+    (
+        "back door",
+        "Someone shines a torch through the kitchen window and tries the back door handle.",
+    ),
+    (
+        "porch",
+        "A man picks up the parcel left on the porch, looks around and walks away quickly with it.",
+    ),
+    (
+        "nursery",
+        "The baby is asleep in the cot; the room is dark and still.",
+    ),
+    (
+        "driveway",
+        "A car has been parked across the driveway with its engine running for twenty minutes.",
+    ),
+    (
+        "garden",
+        "A person is lying motionless on the patio next to a fallen ladder.",
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -113,7 +149,11 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
     )
     .with_context(|| format!("loading {}", options.model.display()))?;
     let rss_loaded = rss_mib("VmRSS");
-    eprintln!("in-process: {} ({} threads)", runtime.describe(), options.threads);
+    eprintln!(
+        "in-process: {} ({} threads)",
+        runtime.describe(),
+        options.threads
+    );
 
     // Warm-up: page the weights in and build the compute graphs once.
     triage_once(&runtime, 0)?;
@@ -127,6 +167,11 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
         for i in 0..EVENTS.len() {
             runtime.forget()?;
             let t = triage_once(&runtime, i)?;
+            eprintln!(
+                "streamer cold   #{i:<2} TTFT {:>7.1} ms ({} tokens)",
+                ms(t.ttft),
+                t.prompt_tokens
+            );
             cold.push(t.ttft);
             prompt_tokens.push(t.prompt_tokens);
             prefill_rates.push(t.prefill_tokens_per_s());
@@ -136,6 +181,11 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
         triage_once(&runtime, EVENTS.len() - 1)?;
         for i in 0..EVENTS.len() {
             let t = triage_once(&runtime, i)?;
+            eprintln!(
+                "streamer reuse  #{i:<2} TTFT {:>7.1} ms ({} prefilled)",
+                ms(t.ttft),
+                t.prefill_tokens
+            );
             reuse.push(t.ttft);
             reuse_prefill.push(t.prefill_tokens);
         }
@@ -217,7 +267,16 @@ fn llama_bench(dir: &Path, options: &PerfOptions) -> Result<LlamaBench> {
         .arg("-m")
         .arg(&options.model)
         .args(["-t", &options.threads.to_string()])
-        .args(["-p", "256", "-n", &options.decode_tokens.to_string(), "-r", "3", "-o", "json"])
+        .args([
+            "-p",
+            "256",
+            "-n",
+            &options.decode_tokens.to_string(),
+            "-r",
+            "3",
+            "-o",
+            "json",
+        ])
         .stderr(Stdio::null())
         .output()
         .with_context(|| format!("running {}", binary.display()))?;
@@ -254,7 +313,15 @@ fn llama_server(dir: &Path, options: &PerfOptions) -> Result<ServerReport> {
     let mut child = Command::new(dir.join("llama-server"))
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--threads", &threads, "--threads-batch", &threads])
-        .args(["--ctx-size", "2048", "--parallel", "1", "--jinja", "--no-webui", "-m"])
+        .args([
+            "--ctx-size",
+            "2048",
+            "--parallel",
+            "1",
+            "--jinja",
+            "--no-webui",
+            "-m",
+        ])
         .arg(&options.model)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -285,12 +352,16 @@ fn llama_server(dir: &Path, options: &PerfOptions) -> Result<ServerReport> {
             // llama-server keeps the previous prompt's cache for the slot;
             // a prompt with a different first token makes the next one cold.
             clobber_cache(&client)?;
-            cold.push(triage_once(&client, i)?.ttft);
+            let t = triage_once(&client, i)?;
+            eprintln!("server   cold   #{i:<2} TTFT {:>7.1} ms", ms(t.ttft));
+            cold.push(t.ttft);
         }
         clobber_cache(&client)?;
         triage_once(&client, EVENTS.len() - 1)?;
         for i in 0..EVENTS.len() {
-            reuse.push(triage_once(&client, i)?.ttft);
+            let t = triage_once(&client, i)?;
+            eprintln!("server   reuse  #{i:<2} TTFT {:>7.1} ms", ms(t.ttft));
+            reuse.push(t.ttft);
         }
     }
     let rss = proc_status_mib(server.0.id(), "VmRSS");
@@ -311,6 +382,10 @@ fn clobber_cache(client: &OpenAiClient) -> Result<()> {
         &mut |_| {},
     )?;
     Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn mean(values: &[usize]) -> f64 {
@@ -349,7 +424,8 @@ pub fn print(report: &PerfReport) {
     println!();
     println!("| | TTFT avg | TTFT p95 |");
     println!("|---|---|---|");
-    let row = |name: &str, s: &Summary| println!("| {name} | {:.1} ms | {:.1} ms |", s.avg_ms, s.p95_ms);
+    let row =
+        |name: &str, s: &Summary| println!("| {name} | {:.1} ms | {:.1} ms |", s.avg_ms, s.p95_ms);
     row("streamer, cold", &r.cold_ttft);
     row(
         &format!(
@@ -365,9 +441,15 @@ pub fn print(report: &PerfReport) {
     println!();
     println!("| | decode tok/s | prefill tok/s |");
     println!("|---|---|---|");
-    println!("| streamer | {:.1} | {:.1} |", r.decode_tok_s, r.prefill_tok_s);
+    println!(
+        "| streamer | {:.1} | {:.1} |",
+        r.decode_tok_s, r.prefill_tok_s
+    );
     if let Some(b) = &r.llama_bench {
-        println!("| llama-bench | {:.1} | {:.1} |", b.decode_tok_s, b.prefill_tok_s);
+        println!(
+            "| llama-bench | {:.1} | {:.1} |",
+            b.decode_tok_s, b.prefill_tok_s
+        );
     }
     println!();
     println!(

@@ -1,4 +1,6 @@
-//! `streamer replay`: footage through decode -> detect, as JSON lines.
+//! `streamer replay`: footage through decode -> detect -> identity (and,
+//! with `--mqtt`, alerts), as JSON lines. Several inputs are interleaved by
+//! time, as cameras running side by side.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -12,32 +14,55 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use streamer_core::{Detection, Frame};
+use streamer_identity::{IdentityConfig, Sighting, VisitEvent, VisitTracker};
 use streamer_ingest::{Fps, IngestError};
 use streamer_models::ModelCache;
-use streamer_vision::DetectorTimings;
+use streamer_vision::{DetectorTimings, Embedder};
 
-use crate::runtime;
+use crate::{alerts, bench_cmd, runtime};
 
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// Video files or folders of images.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
+    /// Video files or folders of images, one camera each.
+    #[arg(required_unless_present = "bench")]
+    pub(crate) inputs: Vec<PathBuf>,
     /// Frames per second to sample from each input.
     #[arg(long, default_value_t = 2.0)]
-    fps: f64,
+    pub(crate) fps: f64,
     /// Detector model, by name from `streamer models list`.
     #[arg(long, default_value = "centernet")]
-    detector: String,
+    pub(crate) detector: String,
     /// Override the detector's score threshold (0-1).
     #[arg(long)]
-    score: Option<f32>,
+    pub(crate) score: Option<f32>,
     /// Camera name for the output (single input; default: the file name).
     #[arg(long)]
-    camera: Option<String>,
+    pub(crate) camera: Option<String>,
     /// ONNX Runtime intra-op threads (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
+    /// Skip person embeddings and visits (detections only).
+    #[arg(long)]
+    pub(crate) no_identity: bool,
+    /// Person embedder, by name from `streamer models list`.
+    #[arg(long, default_value = "mobilenetv2-embedder")]
+    pub(crate) embedder: String,
+    /// Cosine similarity at which a person joins an open visit (0-1).
+    #[arg(long)]
+    pub(crate) similarity: Option<f32>,
+    /// Send alerts to this MQTT broker (HOST or HOST:PORT) as visits open.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(crate) mqtt: Option<String>,
+    /// Alerts configuration (TOML: mqtt, routing, triage, cameras).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) alerts_config: Option<PathBuf>,
+    /// Language model for describing and triaging alerts ("none": rule-based only).
+    #[arg(long, default_value = "qwen2.5-coder-0.5b")]
+    pub(crate) llm: String,
+    /// Run the offline benchmark instead (96 LLM tests; add the 35 image
+    /// tests with a vision model). See `streamer bench --help`.
+    #[arg(long)]
+    pub(crate) bench: bool,
 }
 
 /// One stdout line per sampled frame.
@@ -61,6 +86,13 @@ struct Totals {
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
+    if args.bench {
+        eprintln!(
+            "running the 96 LLM tests on the embedded model; the 35 image tests need a vision \
+             model: `streamer bench --mode vlm --projector FILE`"
+        );
+        return bench_cmd::run(bench_cmd::BenchArgs::defaults(bench_cmd::Mode::Llm));
+    }
     if args.camera.is_some() && args.inputs.len() > 1 {
         bail!("--camera names a single input; with several inputs each is named after its file");
     }
@@ -75,69 +107,204 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     if let Some(s) = args.score {
         detector.set_score_threshold(s);
     }
+    let mut identity = if args.no_identity {
+        None
+    } else {
+        Some(Identity::new(&cache, &args)?)
+    };
+    let alerts = match (&args.mqtt, &args.alerts_config) {
+        (None, None) => None,
+        _ => Some(alerts::Alerts::start(&cache, &args)?),
+    };
 
     let started = Instant::now();
     let mut totals = Totals::default();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let bar = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {msg} {pos} frames, {per_sec}")
-            .expect("valid template"),
+        ProgressStyle::with_template("{spinner} {pos} frames, {per_sec}").expect("valid template"),
     );
+    let mut sources = Vec::new();
     for input in &args.inputs {
         let camera: Arc<str> = args
             .camera
             .clone()
             .unwrap_or_else(|| camera_name(input))
             .into();
-        bar.set_message(camera.to_string());
-        let frames = spawn_source(input, camera.clone(), fps)?;
-        for item in frames {
-            let (frame, decode) = item.with_context(|| format!("reading {}", input.display()))?;
-            let (detections, timings) = detector.detect_timed(&frame)?;
-            let people = detections.iter().filter(|d| d.is_person()).count() as u64;
-            totals.frames += 1;
-            totals.people += people;
-            totals.frames_with_people += u64::from(people > 0);
-            totals.decode += decode;
-            totals.stages.preprocess += timings.preprocess;
-            totals.stages.inference += timings.inference;
-            totals.stages.postprocess += timings.postprocess;
-            write_line(&mut out, &frame, &detections)?;
-            bar.inc(1);
+        if let Some(a) = &alerts {
+            a.camera_connected(&camera);
+        }
+        sources.push(spawn_source(input, camera, fps)?);
+    }
+    for item in interleave(sources) {
+        let (frame, decode, decoded_at) = item?;
+        let (detections, timings) = detector.detect_timed(&frame)?;
+        let people = detections.iter().filter(|d| d.is_person()).count() as u64;
+        totals.frames += 1;
+        totals.people += people;
+        totals.frames_with_people += u64::from(people > 0);
+        totals.decode += decode;
+        totals.stages.preprocess += timings.preprocess;
+        totals.stages.inference += timings.inference;
+        totals.stages.postprocess += timings.postprocess;
+        write_line(&mut out, &frame, &detections)?;
+        if let Some(identity) = identity.as_mut() {
+            let events = identity.observe(&frame, &detections)?;
+            for event in &events {
+                serde_json::to_writer(&mut out, event)?;
+                out.write_all(b"\n")?;
+            }
+            if let Some(a) = &alerts {
+                out.flush()?;
+                a.on_frame(&frame, &detections, &events, decoded_at)?;
+            }
+        }
+        bar.inc(1);
+    }
+    if let Some(identity) = identity.as_mut() {
+        for event in identity.finish() {
+            serde_json::to_writer(&mut out, &event)?;
+            out.write_all(b"\n")?;
         }
     }
     out.flush()?;
     bar.finish_and_clear();
     print_summary(&args, &totals, started.elapsed());
+    if let Some(identity) = &identity {
+        identity.print_summary();
+    }
+    if let Some(a) = alerts {
+        a.finish()?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Embeds person boxes and follows visits across cameras.
+struct Identity {
+    embedder: Embedder,
+    tracker: VisitTracker,
+    last_ms: u64,
+    embed_time: Duration,
+}
+
+impl Identity {
+    fn new(cache: &ModelCache, args: &ReplayArgs) -> Result<Self> {
+        let entry = cache.entry(&args.embedder)?;
+        let layout = entry
+            .embedder
+            .clone()
+            .with_context(|| format!("model {} is not an embedder", args.embedder))?;
+        let path = cache.require(&args.embedder)?;
+        let embedder = Embedder::load(
+            runtime::onnx_runtime(cache)?,
+            &path,
+            &layout,
+            args.threads
+                .unwrap_or_else(streamer_vision::default_threads),
+        )?;
+        let mut config = IdentityConfig::default();
+        if let Some(s) = args.similarity {
+            if !(0.0..=1.0).contains(&s) {
+                bail!("--similarity must be between 0 and 1, got {s}");
+            }
+            config.similarity_threshold = s;
+        }
+        Ok(Self {
+            embedder,
+            tracker: VisitTracker::new(config)?,
+            last_ms: 0,
+            embed_time: Duration::ZERO,
+        })
+    }
+
+    fn observe(&mut self, frame: &Frame, detections: &[Detection]) -> Result<Vec<VisitEvent>> {
+        self.last_ms = self.last_ms.max(frame.pts_ms());
+        let boxes: Vec<_> = detections
+            .iter()
+            .filter(|d| d.is_person())
+            .map(|d| d.bbox)
+            .collect();
+        if boxes.is_empty() {
+            return Ok(self.tracker.tick(frame.pts_ms()));
+        }
+        let t = Instant::now();
+        let embeddings = self.embedder.embed(frame, &boxes)?;
+        self.embed_time += t.elapsed();
+        let sightings: Vec<Sighting> = boxes
+            .into_iter()
+            .zip(embeddings)
+            .map(|(b, e)| Sighting::from_frame(frame, b, e))
+            .collect();
+        Ok(self.tracker.observe(&sightings)?.events)
+    }
+
+    fn finish(&mut self) -> Vec<VisitEvent> {
+        self.tracker.finish(self.last_ms)
+    }
+
+    fn print_summary(&self) {
+        let s = self.tracker.summary();
+        eprintln!(
+            "  identity            {} persons detected, {} visits opened, {} cross-camera joins ({:.1} ms embedding per frame with people)",
+            s.persons_detected,
+            s.visits_opened,
+            s.cross_camera_joins,
+            self.embed_time.as_secs_f64() * 1000.0 / s.persons_detected.max(1) as f64
+        );
+    }
+}
+
+/// Frames of several sources merged in timestamp order, as if the cameras
+/// ran side by side.
+fn interleave(
+    sources: Vec<Box<dyn Iterator<Item = Result<(Frame, Duration, Instant), IngestError>>>>,
+) -> impl Iterator<Item = Result<(Frame, Duration, Instant)>> {
+    let mut sources: Vec<_> = sources.into_iter().map(|s| s.peekable()).collect();
+    std::iter::from_fn(move || {
+        let next = sources
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| match s.peek() {
+                Some(Ok((f, _, _))) => Some((f.pts, i)),
+                // Errors come out first, so they are never hidden.
+                Some(Err(_)) => Some((Duration::ZERO, i)),
+                None => None,
+            })
+            .min()?;
+        sources[next.1]
+            .next()
+            .map(|item| item.context("reading an input"))
+    })
 }
 
 /// Decodes on its own thread so decoding overlaps detection; a small bound
 /// keeps memory flat (replay wants every sampled frame, so it blocks rather
 /// than drops).
+#[allow(clippy::type_complexity)]
 fn spawn_source(
     input: &Path,
     camera: Arc<str>,
     fps: Fps,
-) -> Result<impl Iterator<Item = Result<(Frame, Duration), IngestError>>> {
+) -> Result<Box<dyn Iterator<Item = Result<(Frame, Duration, Instant), IngestError>>>> {
     let mut source = streamer_ingest::open(input, camera, fps)?;
     let (tx, rx) = crossbeam_channel::bounded(2);
     thread::Builder::new()
         .name("replay-source".into())
         .spawn(move || loop {
             let t = Instant::now();
-            let item = source.next_frame().map(|f| (f, t.elapsed()));
+            let item = source
+                .next_frame()
+                .map(|f| (f, t.elapsed(), Instant::now()));
             let end = item.is_err();
             if tx.send(item).is_err() || end {
                 break;
             }
         })
         .context("spawning the source thread")?;
-    Ok(rx.into_iter().map_while(|item| match item {
+    Ok(Box::new(rx.into_iter().map_while(|item| match item {
         Err(IngestError::EndOfStream) => None,
         other => Some(other),
-    }))
+    })))
 }
 
 fn write_line(out: &mut impl Write, frame: &Frame, detections: &[Detection]) -> Result<()> {

