@@ -20,6 +20,7 @@ use crate::replay::ReplayArgs;
 
 pub struct Alerts {
     pipeline: AlertPipeline,
+    runtime: Option<Arc<LlmRuntime>>,
     deadline: Duration,
     state: Mutex<State>,
 }
@@ -55,18 +56,22 @@ impl Alerts {
             config.mqtt.host = host;
             config.mqtt.port = port;
         }
-        let backend: Option<Arc<dyn ChatBackend>> = if args.llm == "none" {
+        let runtime = if args.llm == "none" {
             None
         } else {
             let path = model_path(cache, &args.llm)?;
+            // One thread: the detector keeps the other cores busy, and
+            // llama.cpp's thread barriers collapse when oversubscribed.
             Some(Arc::new(LlmRuntime::load(
                 &path,
                 RuntimeOptions {
                     context: 2048,
+                    threads: Some(args.llm_threads),
                     ..RuntimeOptions::default()
                 },
             )?))
         };
+        let backend = runtime.clone().map(|r| r as Arc<dyn ChatBackend>);
         eprintln!(
             "alerts: MQTT {}:{}, stage two by {}",
             config.mqtt.host,
@@ -78,6 +83,7 @@ impl Alerts {
         let deadline = Duration::from_millis(config.triage.deadline_ms);
         Ok(Self {
             pipeline: AlertPipeline::start(&config, backend)?,
+            runtime,
             deadline,
             state: Mutex::new(State::default()),
         })
@@ -140,6 +146,15 @@ impl Alerts {
         let mut state = self.state.into_inner().expect("alerts state");
         let update = state.stage_two.take().and_then(|h| h.join().ok().flatten());
         let left = self.pipeline.shutdown(Duration::from_secs(10));
+        // Model calls that missed their deadline may still be running on
+        // detached threads: end them before the process exits.
+        if let Some(runtime) = self.runtime {
+            runtime.close();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Arc::strong_count(&runtime) > 1 && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
         eprintln!(
             "  alerts              {} sent ({left} left in the outbox)",
             state.sent

@@ -41,7 +41,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("STREAMER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("STREAMER_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn")),
         )
         .with_writer(std::io::stderr)
         .with_target(false)

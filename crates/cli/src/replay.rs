@@ -59,6 +59,9 @@ pub struct ReplayArgs {
     /// Language model for describing and triaging alerts ("none": rule-based only).
     #[arg(long, default_value = "qwen2.5-coder-0.5b")]
     pub(crate) llm: String,
+    /// Threads for that model (the detector uses the others).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) llm_threads: usize,
     /// Run the offline benchmark instead (96 LLM tests; add the 35 image
     /// tests with a vision model). See `streamer bench --help`.
     #[arg(long)]

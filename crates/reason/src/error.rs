@@ -40,6 +40,9 @@ pub enum ReasonError {
     #[error("endpoint {url} failed: {message}")]
     Endpoint { url: String, message: String },
 
+    #[error("the model runtime is closed (shutting down)")]
+    Closed,
+
     #[error("the model worker has stopped")]
     WorkerGone,
 }

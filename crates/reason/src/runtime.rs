@@ -1,5 +1,7 @@
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -178,6 +180,7 @@ enum Event {
 /// share by reference; requests from several threads are queued in order.
 pub struct LlmRuntime {
     jobs: Option<Sender<Job>>,
+    closed: Arc<AtomicBool>,
     worker: Option<JoinHandle<()>>,
     info: ModelInfo,
     path: PathBuf,
@@ -189,13 +192,16 @@ impl LlmRuntime {
         let (jobs_tx, jobs_rx) = unbounded();
         let (ready_tx, ready_rx) = bounded(1);
         let owned = path.to_path_buf();
+        let closed = Arc::new(AtomicBool::new(false));
+        let worker_closed = Arc::clone(&closed);
         let worker = thread::Builder::new()
             .name("llm-worker".into())
-            .spawn(move || worker(owned, options, ready_tx, jobs_rx))
+            .spawn(move || worker(owned, options, ready_tx, jobs_rx, worker_closed))
             .map_err(|e| ReasonError::Backend(e.to_string()))?;
         let info = ready_rx.recv().map_err(|_| ReasonError::WorkerGone)??;
         Ok(Self {
             jobs: Some(jobs_tx),
+            closed,
             worker: Some(worker),
             info,
             path: path.to_path_buf(),
@@ -284,6 +290,13 @@ impl LlmRuntime {
         Ok((value, completion))
     }
 
+    /// Stops serving: the running request ends at its next token and queued
+    /// and later ones fail at once, all with [`ReasonError::Closed`]. For
+    /// shutting down while callers on other threads still wait on the model.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
     /// Drops the kept KV cache, so the next call prefills its whole prompt
     /// (for measuring cold starts).
     pub fn forget(&self) -> Result<(), ReasonError> {
@@ -303,6 +316,7 @@ impl LlmRuntime {
 
 impl Drop for LlmRuntime {
     fn drop(&mut self) {
+        self.close();
         // Closing the queue ends the worker loop.
         self.jobs.take();
         if let Some(worker) = self.worker.take() {
@@ -316,6 +330,7 @@ fn worker(
     options: RuntimeOptions,
     ready: Sender<Result<ModelInfo, ReasonError>>,
     jobs: Receiver<Job>,
+    closed: Arc<AtomicBool>,
 ) {
     let setup = || -> Result<(LoadedModel, LlamaContextParams), ReasonError> {
         let loaded = LoadedModel::load(&path)?;
@@ -372,6 +387,7 @@ fn worker(
         batch: LlamaBatch::new(options.batch as usize, 1),
         batch_size: options.batch as usize,
         cached: Vec::new(),
+        closed,
     };
     for job in jobs {
         match job {
@@ -439,6 +455,8 @@ struct Session<'m> {
     batch_size: usize,
     /// Tokens currently in the KV cache of sequence 0, in order.
     cached: Vec<LlamaToken>,
+    /// Set by [`LlmRuntime::close`].
+    closed: Arc<AtomicBool>,
 }
 
 impl Session<'_> {
@@ -463,6 +481,7 @@ impl Session<'_> {
         events: &Sender<Event>,
     ) -> Result<Completion, ReasonError> {
         let start = Instant::now();
+        self.check_open()?;
         let prefill_start = Instant::now();
         let prompt = if request.images.is_empty() {
             self.prefill_text(ctx, &request.messages)?
@@ -492,6 +511,7 @@ impl Session<'_> {
         let mut first_token_at = Instant::now();
         let mut completion_tokens = 0;
         let finish = loop {
+            self.check_open()?;
             let token = sampler.sample(ctx, logits_at);
             if ttft.is_none() {
                 first_token_at = Instant::now();
@@ -543,6 +563,14 @@ impl Session<'_> {
         })
     }
 
+    fn check_open(&self) -> Result<(), ReasonError> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(ReasonError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Evaluates a text prompt, keeping the KV cache of the longest prefix it
     /// shares with the previous call.
     fn prefill_text(
@@ -574,6 +602,7 @@ impl Session<'_> {
 
         let last = tokens.len() - 1;
         for (chunk_index, chunk) in tokens[shared..].chunks(self.batch_size).enumerate() {
+            self.check_open()?;
             self.batch.clear();
             for (i, &token) in chunk.iter().enumerate() {
                 let pos = shared + chunk_index * self.batch_size + i;
