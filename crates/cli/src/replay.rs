@@ -257,10 +257,14 @@ impl Identity {
     }
 }
 
+/// Frames of one input: the frame, its decode time, and when it left the
+/// decoder.
+type Decoded = Result<(Frame, Duration, Instant), IngestError>;
+
 /// Frames of several sources merged in timestamp order, as if the cameras
 /// ran side by side.
 fn interleave(
-    sources: Vec<Box<dyn Iterator<Item = Result<(Frame, Duration, Instant), IngestError>>>>,
+    sources: Vec<Box<dyn Iterator<Item = Decoded>>>,
 ) -> impl Iterator<Item = Result<(Frame, Duration, Instant)>> {
     let mut sources: Vec<_> = sources.into_iter().map(|s| s.peekable()).collect();
     std::iter::from_fn(move || {
@@ -283,12 +287,11 @@ fn interleave(
 /// Decodes on its own thread so decoding overlaps detection; a small bound
 /// keeps memory flat (replay wants every sampled frame, so it blocks rather
 /// than drops).
-#[allow(clippy::type_complexity)]
 fn spawn_source(
     input: &Path,
     camera: Arc<str>,
     fps: Fps,
-) -> Result<Box<dyn Iterator<Item = Result<(Frame, Duration, Instant), IngestError>>>> {
+) -> Result<Box<dyn Iterator<Item = Decoded>>> {
     let mut source = streamer_ingest::open(input, camera, fps)?;
     let (tx, rx) = crossbeam_channel::bounded(2);
     thread::Builder::new()

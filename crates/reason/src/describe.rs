@@ -74,7 +74,7 @@ impl<'a> Describer<'a> {
     pub fn describe(&self, scene: &Scene) -> Result<Description, ReasonError> {
         match (&scene.image, self.backend.sees_images()) {
             (Some(image), true) => self.look(scene, image),
-            _ => self.from_labels(scene),
+            _ => self.word_labels(scene),
         }
     }
 
@@ -98,7 +98,7 @@ impl<'a> Describer<'a> {
         })
     }
 
-    fn from_labels(&self, scene: &Scene) -> Result<Description, ReasonError> {
+    fn word_labels(&self, scene: &Scene) -> Result<Description, ReasonError> {
         let facts = label_facts(scene);
         let reply = self.backend.chat(
             &ChatRequest {

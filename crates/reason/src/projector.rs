@@ -176,7 +176,7 @@ impl GgufWriter {
     /// `shape` in PyTorch order (slowest dimension first); GGUF stores the
     /// reverse.
     fn tensor(&mut self, name: &str, shape: &[u64], ty: u32, bytes: &[u8]) {
-        while self.data.len() % ALIGNMENT != 0 {
+        while !self.data.len().is_multiple_of(ALIGNMENT) {
             self.data.push(0);
         }
         put_str(&mut self.infos, name);
@@ -215,7 +215,7 @@ impl GgufWriter {
         head.extend(self.kv_count.to_le_bytes());
         head.extend(&self.metadata);
         head.extend(&self.infos);
-        while head.len() % ALIGNMENT != 0 {
+        while !head.len().is_multiple_of(ALIGNMENT) {
             head.push(0);
         }
         out.write_all(&head)?;

@@ -64,6 +64,7 @@ fn generation_streams_text_and_reports_sane_timing() {
                 messages: vec![ChatMessage::user("Write one sentence about a front door.")],
                 sampling: Sampling::greedy(24),
                 grammar: None,
+                images: Vec::new(),
             },
             |piece| streamed.push_str(piece),
         )
