@@ -150,9 +150,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     let report = summarise(backend.describe(), results, started.elapsed());
     print_report(&report);
+    if args.synthetic_projector && matches!(args.mode, Mode::Vlm | Mode::Full) {
+        println!(
+            "note: the image tests ran through a generated projector with random weights; \
+             their score measures nothing but the path"
+        );
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 //! (1280-d, the embedded MobileNetV2; 512-d, OSNet-style re-ID), plus
 //! recall@1 against brute force and query p99, printed from the setup.
 //!
-//! `IDENTITY_BENCH_SIZES=10000,100000` (default) picks the sizes.
+//! `IDENTITY_BENCH_SIZES=10000,100000` (default under `cargo bench`) picks the sizes.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -88,8 +88,15 @@ fn build(stored: &[Vec<f32>]) -> IdentityIndex {
 }
 
 fn sizes() -> Vec<usize> {
+    // `cargo test --all-targets` runs benches once as a smoke test (without
+    // `--bench`): keep that to a small index so the test suite stays fast.
+    let default = if std::env::args().any(|a| a == "--bench") {
+        "10000,100000"
+    } else {
+        "2000"
+    };
     std::env::var("IDENTITY_BENCH_SIZES")
-        .unwrap_or_else(|_| "10000,100000".into())
+        .unwrap_or_else(|_| default.into())
         .split(',')
         .map(|s| {
             s.trim()
