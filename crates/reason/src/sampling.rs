@@ -7,6 +7,9 @@ use crate::ReasonError;
 /// llama.cpp's own default temperature, used when neither the request nor
 /// the model's metadata names one.
 const LLAMA_DEFAULT_TEMPERATURE: f32 = 0.8;
+const LLAMA_DEFAULT_TOP_K: i32 = 40;
+const LLAMA_DEFAULT_TOP_P: f32 = 0.95;
+const LLAMA_DEFAULT_MIN_P: f32 = 0.05;
 
 /// How to pick tokens. Omitted fields mean the model's defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,9 +84,15 @@ pub(crate) fn build(
     if temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
     } else {
-        if let Some(p) = sampling.top_p {
-            chain.push(LlamaSampler::top_p(p, 1));
-        }
+        // llama.cpp's own defaults where the request says nothing: top-k 40
+        // first (it also spares the later steps sorting the whole
+        // vocabulary on every token), top-p 0.95, min-p 0.05.
+        chain.push(LlamaSampler::top_k(LLAMA_DEFAULT_TOP_K));
+        chain.push(LlamaSampler::top_p(
+            sampling.top_p.unwrap_or(LLAMA_DEFAULT_TOP_P),
+            1,
+        ));
+        chain.push(LlamaSampler::min_p(LLAMA_DEFAULT_MIN_P, 1));
         chain.push(LlamaSampler::temp(temperature));
         chain.push(LlamaSampler::dist(sampling.seed));
     }
