@@ -79,6 +79,19 @@ fn discovery_payloads_and_states_appear_with_the_right_topics_and_fields() {
     assert_eq!(hub["cmps"]["streamer_mode"]["p"], "select");
     assert_eq!(hub["cmps"]["streamer_notifications"]["p"], "switch");
 
+    // Retained messages for the second filter may still be on their way.
+    let states = [
+        "streamer/availability",
+        "streamer/front_door/connected",
+        "streamer/hub/mode",
+        "streamer/hub/notifications",
+        "streamer/front_door/diagnostics",
+    ];
+    ha.wait_until("the retained states", WAIT, |m| {
+        states
+            .iter()
+            .all(|t| m.iter().any(|m| m.topic == *t && m.retain))
+    });
     let retained = |topic: &str| -> Received {
         ha.on(topic)
             .into_iter()
