@@ -47,16 +47,7 @@ impl Embedder {
         layout: &EmbedderLayout,
         threads: usize,
     ) -> Result<Self, VisionError> {
-        let load_err = |source| VisionError::Load {
-            path: path.to_path_buf(),
-            source,
-        };
-        let session = Session::builder(runtime.environment())
-            .map_err(load_err)?
-            .with_intra_threads(threads)
-            .map_err(|e| load_err(e.into()))?
-            .commit_from_file(path)
-            .map_err(load_err)?;
+        let session = runtime.session(path, threads)?;
 
         let layout_err = |message: String| VisionError::Layout {
             path: path.to_path_buf(),

@@ -49,6 +49,25 @@ impl OrtRuntime {
         }))
     }
 
+    /// Opens the ONNX model at `path` as a session with `threads` intra-op
+    /// threads; failures name the file.
+    pub fn session(
+        &self,
+        path: &Path,
+        threads: usize,
+    ) -> Result<ort::session::Session, VisionError> {
+        let load_err = |source| VisionError::Load {
+            path: path.to_path_buf(),
+            source,
+        };
+        ort::session::Session::builder(self.environment())
+            .map_err(load_err)?
+            .with_intra_threads(threads)
+            .map_err(|e| load_err(e.into()))?
+            .commit_from_file(path)
+            .map_err(load_err)
+    }
+
     pub fn environment(&self) -> &Environment {
         &self.env
     }
