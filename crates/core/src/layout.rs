@@ -89,6 +89,13 @@ pub struct EmbedderLayout {
     pub output_name: Option<String>,
     /// Length of one embedding vector.
     pub dim: usize,
+    /// A file next to the model holding the mean embedding of person crops
+    /// (written by `streamer models calibrate`). When set, each embedding
+    /// has this mean taken off before it is normalised: generic image
+    /// features of people all point into one narrow cone, and centring
+    /// spreads them so that cosine similarity tells people apart.
+    #[serde(default)]
+    pub centre: Option<String>,
 }
 
 fn one() -> f32 {

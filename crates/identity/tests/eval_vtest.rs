@@ -16,11 +16,14 @@ use streamer_identity::{IdentityConfig, Sighting, VisitTracker};
 use streamer_models::ModelCache;
 use streamer_vision::{Detector, Embedder, OrtRuntime};
 
-/// Measured with the default config (threshold 0.8): precision 0.563,
-/// recall 0.408 over 210 labelled sightings. The assertions sit just below,
-/// so a regression fails; the generic ImageNet embedder is the weak part.
-const MIN_PRECISION: f64 = 0.5;
-const MIN_RECALL: f64 = 0.35;
+/// Measured with the default config (threshold 0.35, embeddings centred on
+/// the person mean that `streamer models calibrate` measures on vtest from
+/// 30 s on, outside this fixture): precision 0.821, recall 0.625 over 210
+/// labelled sightings; without centring the best was 0.563 / 0.408. The
+/// assertions sit a little below, so a regression fails; the generic
+/// ImageNet embedder is still the weak part.
+const MIN_PRECISION: f64 = 0.75;
+const MIN_RECALL: f64 = 0.55;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -171,6 +174,39 @@ fn label(fx: &Fixture, t: u64, cam: &Camera, boxes: &[BBox]) -> Vec<Option<usize
     out
 }
 
+/// Quantiles of the cosine similarity between labelled sightings of the
+/// same person and of different people: how far apart the embedder keeps
+/// them, whatever the tracker does.
+fn print_similarities(frames: &[Vec<Labelled>]) {
+    let labelled: Vec<&Labelled> = frames
+        .iter()
+        .flatten()
+        .filter(|l| l.truth.is_some())
+        .collect();
+    let (mut same, mut other) = (Vec::new(), Vec::new());
+    for (i, a) in labelled.iter().enumerate() {
+        for b in &labelled[i + 1..] {
+            let s = streamer_identity::dot(&a.sighting.embedding, &b.sighting.embedding);
+            if a.truth == b.truth {
+                same.push(s)
+            } else {
+                other.push(s)
+            }
+        }
+    }
+    for (name, v) in [("same person", &mut same), ("different people", &mut other)] {
+        v.sort_by(f32::total_cmp);
+        let q = |f: f64| v[((v.len() - 1) as f64 * f) as usize];
+        eprintln!(
+            "similarity, {name}: p10 {:.3}  p50 {:.3}  p90 {:.3}  ({} pairs)",
+            q(0.1),
+            q(0.5),
+            q(0.9),
+            v.len()
+        );
+    }
+}
+
 struct Scores {
     precision: f64,
     recall: f64,
@@ -237,10 +273,11 @@ fn two_camera_replay_scores_against_hand_labelled_identities() {
             per_person.get(&p).unwrap_or(&0)
         );
     }
+    print_similarities(&frames);
     eprintln!(
         "threshold  precision  recall  visits(labelled)/truth  visits opened  cross-camera joins"
     );
-    for threshold in [0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95] {
+    for threshold in [0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7] {
         let s = run(
             &frames,
             IdentityConfig {

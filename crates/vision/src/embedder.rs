@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
+use serde::{Deserialize, Serialize};
 use streamer_core::layout::{EmbedderLayout, TensorOrder};
 use streamer_core::{BBox, Frame};
 
@@ -34,6 +35,9 @@ pub struct Embedder {
     /// Whether the model accepts any batch size (otherwise one crop a run).
     dynamic_batch: bool,
     margin: f32,
+    /// Mean person embedding taken off before normalising (see
+    /// [`EmbedderLayout::centre`]).
+    centre: Option<Vec<f32>>,
     input: Vec<f32>,
     path: PathBuf,
 }
@@ -77,6 +81,10 @@ impl Embedder {
             }
         }
         let output_name = output.name().to_string();
+        let centre = match &layout.centre {
+            Some(file) => Some(Calibration::read(&calibration_path(path, file), layout.dim)?.mean),
+            None => None,
+        };
 
         Ok(Self {
             session,
@@ -85,6 +93,7 @@ impl Embedder {
             output_name,
             dynamic_batch,
             margin: DEFAULT_MARGIN,
+            centre,
             input: Vec::new(),
             path: path.to_path_buf(),
         })
@@ -103,6 +112,11 @@ impl Embedder {
     /// Length of each embedding.
     pub fn dim(&self) -> usize {
         self.layout.dim
+    }
+
+    /// Whether embeddings are centred on a calibrated person mean.
+    pub fn is_centred(&self) -> bool {
+        self.centre.is_some()
     }
 
     pub fn layout(&self) -> &EmbedderLayout {
@@ -145,6 +159,7 @@ impl Embedder {
             TensorOrder::Nhwc => [n, h, w, 3],
         };
         let dim = self.layout.dim;
+        let centre = &self.centre;
         run_session(
             &mut self.session,
             &self.input_name,
@@ -157,10 +172,71 @@ impl Embedder {
                         "embedder output {shape:?} does not hold {n} vectors of {dim}"
                     )));
                 }
-                out.extend(data.chunks_exact(dim).map(normalised));
+                out.extend(data.chunks_exact(dim).map(|raw| {
+                    let unit = normalised(raw);
+                    match &centre {
+                        Some(mean) => centred(&unit, mean),
+                        None => unit,
+                    }
+                }));
                 Ok(())
             },
         )
+    }
+}
+
+/// `unit` minus `mean`, scaled to unit length.
+pub fn centred(unit: &[f32], mean: &[f32]) -> Vec<f32> {
+    let shifted: Vec<f32> = unit.iter().zip(mean).map(|(x, m)| x - m).collect();
+    normalised(&shifted)
+}
+
+/// Where the calibration file `file` of the model at `model` lives: next to it.
+pub fn calibration_path(model: &Path, file: &str) -> PathBuf {
+    model.with_file_name(file)
+}
+
+/// The mean person embedding of one embedder, measured on footage by
+/// `streamer models calibrate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// File name of the model it was measured with.
+    pub model: String,
+    /// What it was measured on (footage and time range).
+    pub source: String,
+    /// Person crops averaged.
+    pub crops: usize,
+    /// Mean of their L2-normalised embeddings.
+    pub mean: Vec<f32>,
+}
+
+impl Calibration {
+    /// Reads and checks a calibration file for embeddings of `dim` values.
+    pub fn read(path: &Path, dim: usize) -> Result<Self, VisionError> {
+        let err = |message: String| VisionError::Calibration {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let calibration: Self =
+            serde_json::from_str(&text).map_err(|e| err(format!("not a calibration file: {e}")))?;
+        if calibration.mean.len() != dim {
+            return Err(err(format!(
+                "its mean has {} values, the embedder gives {dim}",
+                calibration.mean.len()
+            )));
+        }
+        if calibration.mean.iter().any(|x| !x.is_finite()) || calibration.crops == 0 {
+            return Err(err("its mean is not a finite average of crops".into()));
+        }
+        Ok(calibration)
+    }
+
+    /// Writes the file atomically (a temporary file, then a rename).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
+        std::fs::rename(&tmp, path)
     }
 }
 
@@ -183,5 +259,47 @@ mod tests {
         let v = normalised(&[3.0, 4.0]);
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
         assert_eq!(normalised(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn centring_spreads_vectors_that_share_a_common_direction() {
+        // Two unit vectors 0.9 alike, both leaning towards the mean.
+        let a = normalised(&[1.0, 0.3, 0.0]);
+        let b = normalised(&[1.0, 0.0, 0.3]);
+        let mean = normalised(&[1.0, 0.15, 0.15]);
+        let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+        assert!(dot(&a, &b) > 0.9);
+        let (ca, cb) = (centred(&a, &mean), centred(&b, &mean));
+        assert!((dot(&ca, &ca) - 1.0).abs() < 1e-5);
+        assert!(dot(&ca, &cb) < 0.0, "{}", dot(&ca, &cb));
+    }
+
+    #[test]
+    fn calibration_files_round_trip_and_bad_ones_name_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.person-mean.json");
+        let calibration = Calibration {
+            model: "m.onnx".into(),
+            source: "test".into(),
+            crops: 2,
+            mean: vec![0.5, 0.5],
+        };
+        calibration.write(&path).unwrap();
+        assert_eq!(Calibration::read(&path, 2).unwrap(), calibration);
+        let wrong = Calibration::read(&path, 3).unwrap_err().to_string();
+        assert!(
+            wrong.contains("2 values") && wrong.contains("streamer models calibrate"),
+            "{wrong}"
+        );
+        let missing = Calibration::read(&dir.path().join("nope.json"), 2).unwrap_err();
+        assert!(
+            missing.to_string().contains("streamer models calibrate"),
+            "{missing}"
+        );
+        std::fs::write(&path, "{}").unwrap();
+        assert!(Calibration::read(&path, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("not a calibration file"));
     }
 }

@@ -11,7 +11,9 @@ pub mod preprocess;
 mod runtime;
 
 pub use detector::{Detector, DetectorTimings, RawOutput};
-pub use embedder::{normalised, Embedder, DEFAULT_MARGIN, MAX_BATCH};
+pub use embedder::{
+    calibration_path, centred, normalised, Calibration, Embedder, DEFAULT_MARGIN, MAX_BATCH,
+};
 pub use error::VisionError;
 pub use preprocess::Transform;
 pub use runtime::{default_threads, OrtRuntime};
