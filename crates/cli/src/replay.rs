@@ -47,7 +47,8 @@ pub struct ReplayArgs {
     /// Person embedder, by name from `streamer models list`.
     #[arg(long, default_value = "mobilenetv2-embedder")]
     pub(crate) embedder: String,
-    /// Cosine similarity at which a person joins an open visit (0-1).
+    /// Cosine similarity at which a person joins an open visit (0-1; default
+    /// 0.35, tuned for the calibrated MobileNetV2 embedder).
     #[arg(long)]
     pub(crate) similarity: Option<f32>,
     /// Send alerts to this MQTT broker (HOST or HOST:PORT) as visits open.

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use streamer_identity::{dot, HnswParams, IdentityIndex, IndexEntry, VisitId};
+use streamer_identity::{dot, HnswParams, IdentityConfig, IdentityIndex, IndexEntry, VisitId};
 
 /// People (clusters) per 100 vectors: each person seen ~20 times.
 const SIGHTINGS_PER_PERSON: usize = 20;
@@ -16,15 +16,18 @@ const SIGHTINGS_PER_PERSON: usize = 20;
 /// before normalising, relative to the centre's).
 const SPREAD: f32 = 0.6;
 const QUERIES: usize = 1000;
+/// Candidate list sizes whose recall and latency are reported.
+const EF_SWEEP: [usize; 4] = [16, 32, 64, 128];
 const K: usize = 10;
 
-const PARAMS: HnswParams = HnswParams {
-    m: 16,
-    ef_construction: 100,
-    ef_search: 64,
-    bucket_span_ms: u64::MAX / 2,
-    capacity_hint: 100_000,
-};
+/// The shipped defaults (`IdentityConfig::default()`), in one bucket.
+fn params() -> HnswParams {
+    HnswParams {
+        bucket_span_ms: u64::MAX / 2,
+        capacity_hint: 100_000,
+        ..HnswParams::from_config(&IdentityConfig::default())
+    }
+}
 
 struct Rng(u64);
 
@@ -68,7 +71,7 @@ fn data(n: usize, dim: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
 }
 
 fn build(stored: &[Vec<f32>]) -> IdentityIndex {
-    let mut index = IdentityIndex::new(PARAMS);
+    let mut index = IdentityIndex::new(params());
     let items = stored
         .iter()
         .enumerate()
@@ -114,46 +117,55 @@ fn index_benches(c: &mut Criterion) {
             let mut index = build(&stored);
             let built = start.elapsed();
 
-            // Recall@1 against brute force, and per-query latency.
-            let mut hits = 0;
-            let mut times: Vec<Duration> = Vec::with_capacity(QUERIES);
-            for q in &queries {
-                let t = Instant::now();
-                let found = index.query(q, K, 0).unwrap();
-                times.push(t.elapsed());
-                let exact = stored
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (i, dot(q, v)))
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .unwrap()
-                    .0;
-                if found.first().map(|h| h.entry.visit.0) == Some(exact as u64) {
-                    hits += 1;
-                }
-            }
-            times.sort();
-            let p50 = times[QUERIES / 2];
-            let p99 = times[QUERIES * 99 / 100];
-            let recall = hits as f64 / QUERIES as f64;
+            // The exact nearest neighbour of each query, by brute force.
+            let exact: Vec<u64> = queries
+                .iter()
+                .map(|q| {
+                    stored
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (i as u64, dot(q, v)))
+                        .max_by(|a, b| a.1.total_cmp(&b.1))
+                        .unwrap()
+                        .0
+                })
+                .collect();
+            println!(
+                "identity index {n} x {dim}-d (m {}, ef_construction {}, k {K}): build {:.1} s ({:.0} inserts/s on all cores)",
+                params().m,
+                params().ef_construction,
+                built.as_secs_f64(),
+                n as f64 / built.as_secs_f64(),
+            );
             let target = if n >= 100_000 {
                 Duration::from_millis(1)
             } else {
                 Duration::from_micros(100)
             };
-            println!(
-                "identity index {n} x {dim}-d (m {}, ef_construction {}, ef_search {}, k {K}): build {:.1} s ({:.0} inserts/s on all cores); recall@1 {recall:.3} (target >= 0.99: {}); query p50 {:?}, p99 {:?} (target < {:?}: {})",
-                PARAMS.m,
-                PARAMS.ef_construction,
-                PARAMS.ef_search,
-                built.as_secs_f64(),
-                n as f64 / built.as_secs_f64(),
-                if recall >= 0.99 { "met" } else { "MISSED" },
-                p50,
-                p99,
-                target,
-                if p99 < target { "met" } else { "MISSED" },
-            );
+            // Recall@1 and per-query latency for a range of ef_search.
+            for ef in EF_SWEEP {
+                index.set_ef_search(ef);
+                let mut hits = 0;
+                let mut times: Vec<Duration> = Vec::with_capacity(QUERIES);
+                for (q, want) in queries.iter().zip(&exact) {
+                    let t = Instant::now();
+                    let found = index.query(q, K, 0).unwrap();
+                    times.push(t.elapsed());
+                    if found.first().map(|h| h.entry.visit.0) == Some(*want) {
+                        hits += 1;
+                    }
+                }
+                times.sort();
+                let recall = hits as f64 / QUERIES as f64;
+                let p99 = times[QUERIES * 99 / 100];
+                println!(
+                    "  ef_search {ef:>3}: recall@1 {recall:.3} ({}), query p50 {:?}, p99 {p99:?} (target < {target:?}: {})",
+                    if recall >= 0.99 { "met" } else { "MISSED" },
+                    times[QUERIES / 2],
+                    if p99 < target { "met" } else { "MISSED" },
+                );
+            }
+            index.set_ef_search(params().ef_search);
 
             let mut group = c.benchmark_group(format!("identity_index_{dim}d"));
             group.sample_size(20);

@@ -92,6 +92,11 @@ impl IdentityIndex {
         &self.params
     }
 
+    /// Changes the candidate list size of later queries (the graph stays).
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.params.ef_search = ef.max(1);
+    }
+
     /// Dimension of the stored vectors (fixed by the first insert).
     pub fn dim(&self) -> Option<usize> {
         self.dim
