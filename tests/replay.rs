@@ -320,3 +320,59 @@ fn two_cameras_seeing_the_same_people_share_visits() {
     assert!(stderr.contains("cross-camera joins"), "{stderr}");
     println!("{stderr}");
 }
+
+#[test]
+fn one_input_split_into_overlapping_cameras_shares_visits_between_them() {
+    // The identity fixture is also a split manifest: vtest cut into a west
+    // and an east camera that overlap by 192 px.
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/identity/vtest-two-cameras.json");
+    let out = streamer(&[
+        "replay",
+        "--fps",
+        "1",
+        "--split",
+        manifest.to_str().unwrap(),
+        vtest().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let frames = lines(&out);
+    let on = |camera: &str| frames.iter().filter(|f| f["camera"] == camera).count();
+    assert!(on("west") > 10, "{stderr}");
+    assert_eq!(on("west"), on("east"));
+    assert_eq!(frames.len(), on("west") + on("east"));
+    let joined = visit_events(&out)
+        .into_iter()
+        .filter(|e| {
+            e["cameras"] == serde_json::json!(["west", "east"])
+                || e["cameras"] == serde_json::json!(["east", "west"])
+        })
+        .count();
+    assert!(joined > 0, "no visit seen by both cameras\n{stderr}");
+
+    // Only one input can be split, and a rectangle must fit it.
+    let out = streamer(&[
+        "replay",
+        "--split",
+        manifest.to_str().unwrap(),
+        vtest().to_str().unwrap(),
+        vtest().to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--split cuts exactly one input"));
+    let dir = tempfile::tempdir().unwrap();
+    let wide = dir.path().join("wide.toml");
+    std::fs::write(&wide, "[[cameras]]\nname = \"far\"\nx = 700\nwidth = 200\n").unwrap();
+    let out = streamer(&[
+        "replay",
+        "--split",
+        wide.to_str().unwrap(),
+        vtest().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("camera far: 200x576 at (700, 0) does not fit the 768x576 input"),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@ mod models_cmd;
 mod perf;
 mod replay;
 mod runtime;
+mod split;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! `streamer replay`: footage through decode -> detect -> identity (and,
 //! with `--mqtt`, alerts), as JSON lines. Several inputs are interleaved by
-//! time, as cameras running side by side.
+//! time, as cameras running side by side; `--split` cuts one input into
+//! several virtual cameras.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use streamer_ingest::{Fps, IngestError};
 use streamer_models::ModelCache;
 use streamer_vision::{DetectorTimings, Embedder};
 
+use crate::split::SplitManifest;
 use crate::{alerts, bench_cmd, runtime};
 
 #[derive(Args)]
@@ -35,6 +37,11 @@ pub struct ReplayArgs {
     /// Override the detector's score threshold (0-1).
     #[arg(long)]
     pub(crate) score: Option<f32>,
+    /// Cut the single input into the virtual cameras listed in this file
+    /// (JSON or TOML: `cameras`, each { name, x, y, width, height } in
+    /// pixels), e.g. fixtures/identity/vtest-two-cameras.json.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) split: Option<PathBuf>,
     /// Camera name for the output (single input; default: the file name).
     #[arg(long)]
     pub(crate) camera: Option<String>,
@@ -108,6 +115,13 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     if args.camera.is_some() && args.inputs.len() > 1 {
         bail!("--camera names a single input; with several inputs each is named after its file");
     }
+    let split = match &args.split {
+        Some(_) if args.inputs.len() != 1 || args.camera.is_some() => {
+            bail!("--split cuts exactly one input into cameras (and names them, so no --camera)")
+        }
+        Some(path) => Some(SplitManifest::load(path)?),
+        None => None,
+    };
     if let Some(s) = args.score {
         if !(0.0..=1.0).contains(&s) {
             bail!("--score must be between 0 and 1, got {s}");
@@ -144,34 +158,43 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| camera_name(input))
             .into();
         if let Some(a) = &alerts {
-            a.camera_connected(&camera);
+            match &split {
+                Some(split) => split.names().for_each(|name| a.camera_connected(name)),
+                None => a.camera_connected(&camera),
+            }
         }
         sources.push(spawn_source(input, camera, fps)?);
     }
     for item in interleave(sources) {
-        let (frame, decode, decoded_at) = item?;
-        let (detections, timings) = detector.detect_timed(&frame)?;
-        let people = detections.iter().filter(|d| d.is_person()).count() as u64;
-        totals.frames += 1;
-        totals.people += people;
-        totals.frames_with_people += u64::from(people > 0);
+        let (decoded, decode, decoded_at) = item?;
         totals.decode += decode;
-        totals.stages.preprocess += timings.preprocess;
-        totals.stages.inference += timings.inference;
-        totals.stages.postprocess += timings.postprocess;
-        write_line(&mut out, &frame, &detections)?;
-        if let Some(identity) = identity.as_mut() {
-            let events = identity.observe(&frame, &detections)?;
-            for event in &events {
-                serde_json::to_writer(&mut out, event)?;
-                out.write_all(b"\n")?;
+        let frames = match &split {
+            Some(split) => split.cut(&decoded)?,
+            None => vec![decoded],
+        };
+        for frame in frames {
+            let (detections, timings) = detector.detect_timed(&frame)?;
+            let people = detections.iter().filter(|d| d.is_person()).count() as u64;
+            totals.frames += 1;
+            totals.people += people;
+            totals.frames_with_people += u64::from(people > 0);
+            totals.stages.preprocess += timings.preprocess;
+            totals.stages.inference += timings.inference;
+            totals.stages.postprocess += timings.postprocess;
+            write_line(&mut out, &frame, &detections)?;
+            if let Some(identity) = identity.as_mut() {
+                let events = identity.observe(&frame, &detections)?;
+                for event in &events {
+                    serde_json::to_writer(&mut out, event)?;
+                    out.write_all(b"\n")?;
+                }
+                if let Some(a) = &alerts {
+                    out.flush()?;
+                    a.on_frame(&frame, &detections, &events, decoded_at)?;
+                }
             }
-            if let Some(a) = &alerts {
-                out.flush()?;
-                a.on_frame(&frame, &detections, &events, decoded_at)?;
-            }
+            bar.inc(1);
         }
-        bar.inc(1);
     }
     if let Some(identity) = identity.as_mut() {
         for event in identity.finish() {

@@ -70,20 +70,15 @@ fn require(cache: &ModelCache, name: &str) -> Option<PathBuf> {
 
 /// The `camera`'s view of a full frame: a vertical strip.
 fn cut(frame: &Frame, cam: &Camera) -> Frame {
-    let (w, h) = (frame.width as usize, frame.height as usize);
-    let mut rgb = Vec::with_capacity(cam.width as usize * h * 3);
-    for y in 0..h {
-        let row = &frame.rgb[(y * w + cam.x as usize) * 3..][..cam.width as usize * 3];
-        rgb.extend_from_slice(row);
-    }
-    Frame::new(
-        Arc::from(cam.name.as_str()),
-        frame.seq,
-        frame.pts,
-        cam.width,
-        frame.height,
-        rgb,
-    )
+    frame
+        .region(
+            Arc::from(cam.name.as_str()),
+            cam.x,
+            0,
+            cam.width,
+            frame.height,
+        )
+        .expect("the fixture's cameras fit the footage")
 }
 
 /// One sighting with its full-frame box and its ground-truth person.
