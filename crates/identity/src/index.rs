@@ -3,12 +3,16 @@
 //! hnsw_rs graphs cannot delete points, so sightings go into one graph per
 //! time bucket (`bucket_span_ms`) and ageing drops whole buckets. A query
 //! searches every bucket that overlaps its time window and merges the hits.
+//! hnsw_rs builds each graph; queries walk a flat copy of it
+//! ([`crate::graph`]), which is several times faster than hnsw_rs's own
+//! search.
 
 use std::collections::VecDeque;
 
 use hnsw_rs::hnsw::Hnsw;
 
 use crate::distance::CosineDistance;
+use crate::graph::FlatGraph;
 use crate::{IdentityConfig, IdentityError, VisitId};
 
 /// hnsw_rs caps the number of layers at 16; that many suits millions of points.
@@ -67,6 +71,8 @@ pub struct Neighbour {
 struct Bucket {
     start_ms: u64,
     graph: Hnsw<'static, f32, CosineDistance>,
+    /// The copy of `graph` that queries search.
+    flat: FlatGraph,
     entries: Vec<IndexEntry>,
 }
 
@@ -154,6 +160,7 @@ impl IdentityIndex {
                     Bucket {
                         start_ms,
                         graph,
+                        flat: FlatGraph::new(embedding.len(), self.params.m),
                         entries: Vec::new(),
                     },
                 );
@@ -162,6 +169,7 @@ impl IdentityIndex {
         };
         let bucket = &mut self.buckets[at];
         bucket.graph.insert_slice((embedding, bucket.entries.len()));
+        bucket.flat.after_insert(&bucket.graph);
         bucket.entries.push(entry);
         Ok(())
     }
@@ -201,6 +209,7 @@ impl IdentityIndex {
                 bucket.entries.push(e);
             }
             bucket.graph.parallel_insert_slice(&batch);
+            bucket.flat.copy_all(&bucket.graph);
         }
         Ok(())
     }
@@ -221,14 +230,11 @@ impl IdentityIndex {
             if bucket.start_ms.saturating_add(span) <= since_ms {
                 continue;
             }
-            let found = if bucket.start_ms >= since_ms {
-                bucket.graph.search(embedding, k, ef)
-            } else {
-                let recent = |id: &usize| bucket.entries[*id].time_ms >= since_ms;
-                bucket.graph.search_filter(embedding, k, ef, Some(&recent))
-            };
+            let whole = bucket.start_ms >= since_ms;
+            let recent = |id: u32| whole || bucket.entries[id as usize].time_ms >= since_ms;
+            let found = bucket.flat.search(embedding, k, ef, recent);
             hits.extend(found.into_iter().map(|n| Neighbour {
-                entry: bucket.entries[n.d_id].clone(),
+                entry: bucket.entries[n.id as usize].clone(),
                 similarity: 1.0 - n.distance,
             }));
         }

@@ -34,6 +34,7 @@
 mod config;
 mod distance;
 mod error;
+mod graph;
 mod index;
 mod quality;
 #[cfg(test)]
