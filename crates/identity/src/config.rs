@@ -40,7 +40,9 @@ pub struct IdentityConfig {
     /// HNSW candidate list size while inserting.
     #[serde(default = "default_hnsw_ef_construction")]
     pub hnsw_ef_construction: usize,
-    /// HNSW candidate list size while searching.
+    /// HNSW candidate list size while searching: larger finds the true
+    /// nearest more often and costs proportionally more (32 gives recall@1
+    /// 0.997 at 100 000 stored 1280-d vectors; see the index bench).
     #[serde(default = "default_hnsw_ef_search")]
     pub hnsw_ef_search: usize,
     /// Box overlap (IoU) at or above which a sighting continues a track of
@@ -168,7 +170,7 @@ fn default_hnsw_ef_construction() -> usize {
     200
 }
 fn default_hnsw_ef_search() -> usize {
-    64
+    32
 }
 fn default_tracker_iou() -> f32 {
     0.3

@@ -24,10 +24,14 @@ use std::sync::Arc;
 
 use hnsw_rs::hnsw::{Hnsw, Neighbour, Point};
 
-use crate::distance::{dot, dot_i8, quantise, CosineDistance};
+use crate::codes::{encode, row_bytes, QueryCodes};
+use crate::distance::{dot, CosineDistance};
 
 type Graph = Hnsw<'static, f32, CosineDistance>;
 type PointRef = Arc<Point<'static, f32>>;
+
+/// How many times `k` candidates are scored again exactly.
+const RESCORED: usize = 2;
 
 /// A point id and its distance (`1 - cosine`) to the query.
 #[derive(Clone, Copy, Debug)]
@@ -61,12 +65,11 @@ impl Ord for Scored {
 /// The searchable copy of one bucket's graph. Point ids are the data ids the
 /// bucket gave hnsw_rs (0, 1, 2, ... in insertion order).
 pub(crate) struct FlatGraph {
-    dim: usize,
-    /// Row `id` is point `id`'s vector as 8-bit codes (a quarter of the
-    /// size, so a 10 000-point graph of 1280-d vectors fits in cache); the
-    /// search ranks by these, then re-ranks its result with the exact vectors
-    /// hnsw_rs keeps.
-    codes: Vec<i8>,
+    /// Row `id` is point `id`'s vector as 4-bit codes ([`crate::codes`]);
+    /// the search ranks by these, then re-ranks its result with the exact
+    /// vectors hnsw_rs keeps.
+    codes: Vec<u8>,
+    row: usize,
     scales: Vec<f32>,
     /// Layer-0 links, `stride` slots per point: the count, then the ids.
     links: Vec<u32>,
@@ -86,8 +89,8 @@ impl FlatGraph {
     /// An empty copy for vectors of `dim` values and up to `2 m` layer-0 links.
     pub fn new(dim: usize, m: usize) -> Self {
         Self {
-            dim,
             codes: Vec::new(),
+            row: row_bytes(dim),
             scales: Vec::new(),
             links: Vec::new(),
             stride: 1 + 2 * m,
@@ -98,9 +101,9 @@ impl FlatGraph {
         }
     }
 
-    fn codes(&self, id: u32) -> &[i8] {
-        let at = id as usize * self.dim;
-        &self.codes[at..at + self.dim]
+    fn codes(&self, id: u32) -> &[u8] {
+        let at = id as usize * self.row;
+        &self.codes[at..at + self.row]
     }
 
     fn layer0(&self, id: u32) -> &[u32] {
@@ -110,9 +113,8 @@ impl FlatGraph {
     }
 
     /// Approximate `1 - cosine` from the codes.
-    fn distance(&self, query: &Query, id: u32) -> f32 {
-        let d = dot_i8(&query.codes, self.codes(id)) as f32;
-        1.0 - d * query.scale * self.scales[id as usize]
+    fn distance(&self, query: &QueryCodes, id: u32) -> f32 {
+        1.0 - query.dot(self.codes(id), self.scales[id as usize])
     }
 
     /// hnsw_rs's copy of point `id`'s vector.
@@ -129,7 +131,7 @@ impl FlatGraph {
         if self.points.len() < n {
             self.points.resize(n, None);
             self.upper.resize(n, Vec::new());
-            self.codes.resize(n * self.dim, 0);
+            self.codes.resize(n * self.row, 0);
             self.scales.resize(n, 0.0);
             self.links.resize(n * self.stride, 0);
         }
@@ -139,8 +141,8 @@ impl FlatGraph {
     fn copy_point(&mut self, p: &PointRef) {
         let id = p.get_origin_id();
         self.grow_to(id);
-        let at = id * self.dim;
-        self.scales[id] = quantise(p.get_v(), &mut self.codes[at..at + self.dim]);
+        let at = id * self.row;
+        self.scales[id] = encode(p.get_v(), &mut self.codes[at..at + self.row]);
         self.copy_links(p);
         self.points[id] = Some(Arc::clone(p));
     }
@@ -243,10 +245,8 @@ impl FlatGraph {
             return Vec::new();
         };
         let ef = ef.max(k).max(1);
-        let mut codes = vec![0; self.dim];
-        let scale = quantise(query, &mut codes);
         let exact = query;
-        let query = &Query { codes, scale };
+        let query = &QueryCodes::new(query);
         // Greedy descent through the upper layers.
         let mut here = Scored {
             distance: self.distance(query, entry),
@@ -318,11 +318,12 @@ impl FlatGraph {
                 }
             }
         }
-        // The codes rank the `ef` candidates to within about 0.005 of the
-        // exact distance; the `k` nearest are scored again exactly, with all
-        // their rows requested from memory before the first is read.
+        // The codes pick the candidates; exact scores rank the nearest
+        // `RESCORED * k` of them (codes err by a few hundredths, so the true
+        // `k` nearest are among them). All their rows are requested from
+        // memory before the first is read.
         let mut found = best.into_sorted_vec();
-        found.truncate(k);
+        found.truncate(RESCORED * k);
         let rows: Vec<&[f32]> = found.iter().map(|s| self.exact_vector(s.id)).collect();
         for row in &rows {
             prefetch(row);
@@ -331,14 +332,9 @@ impl FlatGraph {
             s.distance = (1.0 - dot(exact, row)).max(0.0);
         }
         found.sort_unstable();
+        found.truncate(k);
         found
     }
-}
-
-/// A query vector as codes, like the stored ones.
-struct Query {
-    codes: Vec<i8>,
-    scale: f32,
 }
 
 /// Asks the CPU to start loading a row.
@@ -394,8 +390,8 @@ mod tests {
                 assert_eq!(copied, ids(l), "layer {l} of point {id}");
                 upper_lists += usize::from(!copied.is_empty());
             }
-            let mut codes = vec![0; DIM];
-            let scale = quantise(p.get_v(), &mut codes);
+            let mut codes = vec![0; row_bytes(DIM)];
+            let scale = encode(p.get_v(), &mut codes);
             assert_eq!(
                 (flat.codes(id as u32), flat.scales[id]),
                 (&codes[..], scale)

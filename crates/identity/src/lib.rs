@@ -31,6 +31,7 @@
 //! assert_eq!(ended[0].kind, EventKind::End);
 //! ```
 
+mod codes;
 mod config;
 mod distance;
 mod error;
