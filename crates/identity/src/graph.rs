@@ -6,12 +6,12 @@
 //! (a cache miss per neighbour, a hash-map entry and an allocation per
 //! candidate), and reads 5 KB of `f32` per 1280-d distance, which puts it at
 //! 3-5x the latency targets of the identity index. This module keeps the same
-//! links as plain `u32` arrays, each vector as 8-bit codes in one contiguous
-//! block (a quarter of the bytes, so 10 000 1280-d vectors fit in a desktop
-//! CPU's last-level cache), and runs the standard HNSW search on them: greedy
-//! descent through the upper layers, then a best-first search of width `ef`
-//! in layer 0. The `k` nearest it finds are scored again exactly against the
-//! `f32` vectors hnsw_rs keeps, so callers see exact similarities.
+//! links as plain `u32` arrays and each vector as 4-bit codes
+//! ([`crate::codes`]) in one contiguous block, and runs the standard HNSW
+//! search on them: greedy descent through the upper layers, then a
+//! best-first search of width `ef` in layer 0. The nearest candidates it
+//! finds are scored again exactly against the `f32` vectors hnsw_rs keeps, so
+//! callers see exact similarities.
 //!
 //! The copy follows the graph exactly: after a single insert it re-reads the
 //! lists of the new point and of every point the insert may have changed (the

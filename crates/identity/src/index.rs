@@ -273,7 +273,7 @@ impl std::fmt::Debug for IdentityIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{unit, PARAMS};
+    use crate::testutil::{blend, unit, PARAMS};
 
     fn entry(visit: u64, time_ms: u64) -> IndexEntry {
         IndexEntry {
@@ -303,6 +303,20 @@ mod tests {
         index.insert(&unit(16, 2), entry(2, 1_500)).unwrap();
         let hits = index.query(&unit(16, 1), 5, 1_000).unwrap();
         assert!(hits.iter().all(|h| h.entry.visit == VisitId(2)), "{hits:?}");
+    }
+
+    #[test]
+    fn the_window_also_cuts_inside_a_bucket() {
+        let mut index = IdentityIndex::new(PARAMS); // 1 s buckets
+        let old = unit(16, 1);
+        index.insert(&old, entry(1, 100)).unwrap();
+        index
+            .insert(&blend(&old, &unit(16, 2), 0.3), entry(2, 900))
+            .unwrap();
+        let hits = index.query(&old, 5, 500).unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].entry.visit, VisitId(2));
+        assert!(hits[0].similarity < 0.99);
     }
 
     #[test]
