@@ -23,11 +23,10 @@ pub(crate) fn row_bytes(dim: usize) -> usize {
 /// Writes `v` as a row of 4-bit codes (`row_bytes(v.len())` bytes) and
 /// returns its scale.
 pub(crate) fn encode(v: &[f32], row: &mut [u8]) -> f32 {
-    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     row.fill(0x88); // zeros, including the padding of the last block
-    if max == 0.0 || !max.is_finite() {
+    let Some(max) = largest_magnitude(v) else {
         return 0.0;
-    }
+    };
     let inverse = 7.0 / max;
     for (i, x) in v.iter().enumerate() {
         let code = (round(x * inverse) + ZERO) as u8;
@@ -40,6 +39,12 @@ pub(crate) fn encode(v: &[f32], row: &mut [u8]) -> f32 {
         };
     }
     max / 7.0
+}
+
+/// The largest `|x|` in `v`, if it is positive and finite.
+fn largest_magnitude(v: &[f32]) -> Option<f32> {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    (max > 0.0 && max.is_finite()).then_some(max)
 }
 
 /// Rounds half away from zero, without a libm call per value.
@@ -58,14 +63,13 @@ pub(crate) struct QueryCodes {
 impl QueryCodes {
     pub fn new(v: &[f32]) -> Self {
         let mut values = vec![0i8; row_bytes(v.len()) * 2];
-        let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        if max == 0.0 || !max.is_finite() {
+        let Some(max) = largest_magnitude(v) else {
             return Self {
                 values,
                 scale: 0.0,
                 offset: 0,
             };
-        }
+        };
         let inverse = 127.0 / max;
         for (q, x) in values.iter_mut().zip(v) {
             *q = round(x * inverse) as i8;
