@@ -245,18 +245,10 @@ impl VisitTracker {
             }
         }
         pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (_, i, j, similarity) in pairs {
-            let visit = tracks[j].visit;
-            if assigned[i].is_some() || taken.contains(&visit) {
-                continue;
-            }
-            taken.insert(visit);
-            assigned[i] = Some(Assignment {
-                visit_id: visit,
-                similarity: Some(similarity),
-                joined_by: JoinedBy::Track,
-            });
-        }
+        let ranked = pairs
+            .into_iter()
+            .map(|(_, i, j, similarity)| (i, tracks[j].visit, similarity));
+        assign_greedily(ranked, JoinedBy::Track, assigned, taken);
     }
 
     /// Appearance matching against open visits seen within the window,
@@ -291,17 +283,8 @@ impl VisitTracker {
             pairs.extend(best.into_iter().map(|(v, sim)| (sim, i, v)));
         }
         pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)));
-        for (similarity, i, visit) in pairs {
-            if assigned[i].is_some() || taken.contains(&visit) {
-                continue;
-            }
-            taken.insert(visit);
-            assigned[i] = Some(Assignment {
-                visit_id: visit,
-                similarity: Some(similarity),
-                joined_by: JoinedBy::Appearance,
-            });
-        }
+        let ranked = pairs.into_iter().map(|(sim, i, visit)| (i, visit, sim));
+        assign_greedily(ranked, JoinedBy::Appearance, assigned, taken);
         Ok(())
     }
 
@@ -391,6 +374,27 @@ fn record(s: &Sighting, similarity: Option<f32>, joined_by: JoinedBy) -> Sightin
         bbox: s.bbox,
         similarity,
         joined_by,
+    }
+}
+
+/// One-to-one assignment from `(sighting, visit, similarity)` pairs, best
+/// first: each pair is taken unless its sighting or its visit already is.
+fn assign_greedily(
+    ranked: impl Iterator<Item = (usize, VisitId, f32)>,
+    joined_by: JoinedBy,
+    assigned: &mut [Option<Assignment>],
+    taken: &mut HashSet<VisitId>,
+) {
+    for (i, visit, similarity) in ranked {
+        if assigned[i].is_some() || taken.contains(&visit) {
+            continue;
+        }
+        taken.insert(visit);
+        assigned[i] = Some(Assignment {
+            visit_id: visit,
+            similarity: Some(similarity),
+            joined_by,
+        });
     }
 }
 
