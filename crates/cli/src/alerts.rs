@@ -13,10 +13,10 @@ use streamer_alerts::{encode_jpeg, Alert, AlertPipeline, AlertsConfig, VisitOpen
 use streamer_core::{Detection, Frame};
 use streamer_identity::{EventKind, VisitEvent};
 use streamer_models::ModelCache;
-use streamer_reason::{ChatBackend, LlmRuntime, RuntimeOptions};
+use streamer_reason::{ChatBackend, LlmRuntime};
 
-use crate::bench_cmd::model_path;
 use crate::replay::ReplayArgs;
+use crate::runtime;
 
 pub struct Alerts {
     pipeline: AlertPipeline,
@@ -45,32 +45,11 @@ impl Alerts {
             None => AlertsConfig::default(),
         };
         if let Some(broker) = &args.mqtt {
-            let (host, port) = match broker.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_string(),
-                    p.parse()
-                        .with_context(|| format!("--mqtt {broker}: port is not a number"))?,
-                ),
-                None => (broker.clone(), 1883),
-            };
+            let (host, port) = parse_broker(broker)?;
             config.mqtt.host = host;
             config.mqtt.port = port;
         }
-        let runtime = if args.llm == "none" {
-            None
-        } else {
-            let path = model_path(cache, &args.llm)?;
-            // One thread: the detector keeps the other cores busy, and
-            // llama.cpp's thread barriers collapse when oversubscribed.
-            Some(Arc::new(LlmRuntime::load(
-                &path,
-                RuntimeOptions {
-                    context: 2048,
-                    threads: Some(args.llm_threads),
-                    ..RuntimeOptions::default()
-                },
-            )?))
-        };
+        let runtime = runtime::llm(cache, &args.llm, args.llm_threads)?;
         let backend = runtime.clone().map(|r| r as Arc<dyn ChatBackend>);
         eprintln!(
             "alerts: MQTT {}:{}, stage two by {}",
@@ -177,5 +156,55 @@ impl Alerts {
             }
         }
         Ok(())
+    }
+}
+
+/// `HOST`, `HOST:PORT`, `[IPv6]:PORT` or a bare IPv6 address (port 1883).
+pub fn parse_broker(broker: &str) -> Result<(String, u16)> {
+    if let Some(rest) = broker.strip_prefix('[') {
+        let (host, tail) = rest
+            .split_once(']')
+            .with_context(|| format!("--mqtt {broker}: `[` without `]`"))?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p
+                .parse()
+                .with_context(|| format!("--mqtt {broker}: port is not a number"))?,
+            None if tail.is_empty() => 1883,
+            None => anyhow::bail!("--mqtt {broker}: expected `:PORT` after `]`"),
+        };
+        return Ok((host.to_string(), port));
+    }
+    if broker.matches(':').count() > 1 {
+        // A bare IPv6 address: no port.
+        return Ok((broker.to_string(), 1883));
+    }
+    match broker.rsplit_once(':') {
+        Some((h, p)) => Ok((
+            h.to_string(),
+            p.parse()
+                .with_context(|| format!("--mqtt {broker}: port is not a number"))?,
+        )),
+        None => Ok((broker.to_string(), 1883)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_broker;
+
+    #[test]
+    fn broker_addresses_split_at_the_right_colon() {
+        assert_eq!(
+            parse_broker("127.0.0.1").unwrap(),
+            ("127.0.0.1".into(), 1883)
+        );
+        assert_eq!(
+            parse_broker("nas.lan:1884").unwrap(),
+            ("nas.lan".into(), 1884)
+        );
+        assert_eq!(parse_broker("[::1]:1885").unwrap(), ("::1".into(), 1885));
+        assert_eq!(parse_broker("[fe80::2]").unwrap(), ("fe80::2".into(), 1883));
+        assert_eq!(parse_broker("fe80::2").unwrap(), ("fe80::2".into(), 1883));
+        assert!(parse_broker("host:port").is_err());
     }
 }

@@ -4,9 +4,11 @@ mod alerts;
 mod bench_cmd;
 mod bench_images;
 mod calibrate;
+mod config;
 mod models_cmd;
 mod perf;
 mod replay;
+mod run;
 mod runtime;
 mod split;
 
@@ -24,6 +26,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the live cameras of a config file through detect -> identity ->
+    /// alerts until SIGTERM/SIGINT, with /health and /metrics over HTTP.
+    Run(run::RunArgs),
+    /// Check a config file: every problem with its key path (exit 2), or
+    /// the effective cameras with passwords redacted.
+    CheckConfig {
+        /// The config file (TOML).
+        file: std::path::PathBuf,
+    },
     /// Run footage (video files or image folders) through decode -> detect.
     ///
     /// Prints one JSON line per sampled frame on stdout and a summary on stderr.
@@ -51,6 +62,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::CheckConfig { file } => check_config(&file),
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Models { command } => models_cmd::run(command),
@@ -60,6 +73,41 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match config::load(file, &|name| std::env::var(name).ok()) {
+        Ok(loaded) => {
+            println!("{}: ok", file.display());
+            for cam in &loaded.cameras {
+                println!(
+                    "  camera {:<14} {} ({} fps, stall after {} s)",
+                    cam.name,
+                    cam.input.redacted(),
+                    cam.settings.fps.as_f64(),
+                    cam.stall_timeout.as_secs_f64()
+                );
+            }
+            let m = &loaded.config.models;
+            println!(
+                "  models          detector {}, embedder {}, llm {}",
+                m.detector, m.embedder, m.llm
+            );
+            match &loaded.config.mqtt {
+                Some(mqtt) => println!(
+                    "  mqtt            {}:{} (prefix {})",
+                    mqtt.host, mqtt.port, mqtt.topic_prefix
+                ),
+                None => println!("  mqtt            none (alerts printed only)"),
+            }
+            println!("  http            {}", loaded.listen);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::from(2))
         }
     }
 }

@@ -128,6 +128,12 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         }
     }
     let fps = Fps::from_f64(args.fps).context("--fps")?;
+    if args.threads == Some(0) {
+        bail!("--threads must be at least 1 (or leave it out for all cores)");
+    }
+    if args.llm_threads == 0 {
+        bail!("--llm-threads must be at least 1");
+    }
     let cache = ModelCache::from_env();
     let mut detector = runtime::detector(&cache, &args.detector, args.threads)?;
     if let Some(s) = args.score {
@@ -224,19 +230,6 @@ struct Identity {
 
 impl Identity {
     fn new(cache: &ModelCache, args: &ReplayArgs) -> Result<Self> {
-        let entry = cache.entry(&args.embedder)?;
-        let layout = entry
-            .embedder
-            .clone()
-            .with_context(|| format!("model {} is not an embedder", args.embedder))?;
-        let path = cache.require(&args.embedder)?;
-        let embedder = Embedder::load(
-            runtime::onnx_runtime(cache)?,
-            &path,
-            &layout,
-            args.threads
-                .unwrap_or_else(streamer_vision::default_threads),
-        )?;
         let mut config = IdentityConfig::default();
         if let Some(s) = args.similarity {
             if !(0.0..=1.0).contains(&s) {
@@ -244,9 +237,11 @@ impl Identity {
             }
             config.similarity_threshold = s;
         }
+        let (embedder, tracker) =
+            runtime::identity_stage(cache, &args.embedder, args.threads, config)?;
         Ok(Self {
             embedder,
-            tracker: VisitTracker::new(config)?,
+            tracker,
             last_ms: 0,
             embed_time: Duration::ZERO,
         })

@@ -32,3 +32,54 @@ pub fn detector(cache: &ModelCache, name: &str, threads: Option<usize>) -> Resul
         threads.unwrap_or_else(default_threads),
     )?)
 }
+
+/// Loads the embedder named in the manifest with a visit tracker on
+/// `config`: the identity stage.
+pub fn identity_stage(
+    cache: &ModelCache,
+    embedder: &str,
+    threads: Option<usize>,
+    config: streamer_identity::IdentityConfig,
+) -> Result<(streamer_vision::Embedder, streamer_identity::VisitTracker)> {
+    let entry = cache.entry(embedder)?;
+    let layout = entry
+        .embedder
+        .clone()
+        .with_context(|| format!("model {embedder} is not an embedder"))?;
+    let path = cache.require(embedder)?;
+    let embedder = streamer_vision::Embedder::load(
+        onnx_runtime(cache)?,
+        &path,
+        &layout,
+        threads.unwrap_or_else(default_threads),
+    )?;
+    Ok((embedder, streamer_identity::VisitTracker::new(config)?))
+}
+
+/// Loads the LLM for stage two (`"none"`: no model, rules only) on
+/// `threads` threads.
+pub fn llm(
+    cache: &ModelCache,
+    name: &str,
+    threads: usize,
+) -> Result<Option<std::sync::Arc<streamer_reason::LlmRuntime>>> {
+    if name == "none" {
+        return Ok(None);
+    }
+    if threads == 0 {
+        bail!("the LLM needs at least one thread");
+    }
+    let path = crate::bench_cmd::model_path(cache, name)?;
+    // Few threads: the detector keeps the other cores busy, and llama.cpp's
+    // thread barriers collapse when oversubscribed.
+    Ok(Some(std::sync::Arc::new(
+        streamer_reason::LlmRuntime::load(
+            &path,
+            streamer_reason::RuntimeOptions {
+                context: 2048,
+                threads: Some(threads),
+                ..streamer_reason::RuntimeOptions::default()
+            },
+        )?,
+    )))
+}

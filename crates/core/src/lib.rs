@@ -8,8 +8,10 @@ mod detection;
 mod frame;
 pub mod labels;
 pub mod layout;
+mod redact;
 mod urgency;
 
 pub use detection::{BBox, Detection};
 pub use frame::Frame;
+pub use redact::redact_urls;
 pub use urgency::Urgency;

@@ -1,4 +1,5 @@
-//! GStreamer sources that turn video files and image folders into RGB
+//! GStreamer sources that turn video files, image folders and live cameras
+//! (RTSP, or any GStreamer source description) into RGB
 //! [`Frame`](streamer_core::Frame)s at a sampling rate.
 //!
 //! Each source is one GStreamer pipeline built from a template in
@@ -7,6 +8,7 @@
 
 mod error;
 mod folder;
+mod live;
 mod pipeline;
 mod video;
 
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 pub use error::IngestError;
 pub use folder::ImageFolderSource;
+pub use live::{LiveInput, LiveSettings, LiveSource, Transport};
 pub use video::VideoFileSource;
 
 use streamer_core::Frame;
@@ -36,6 +39,12 @@ impl Fps {
         }
         let den = 1000;
         let num = (fps * den as f64).round() as u32;
+        if num == 0 {
+            // Below 1/1000 the fraction rounds to zero frames per second.
+            return Err(IngestError::Config(format!(
+                "sampling fps must be at least 0.001, got {fps}"
+            )));
+        }
         let g = gcd(num, den);
         Ok(Self {
             num: num / g,
@@ -112,5 +121,8 @@ mod tests {
         assert_eq!(Fps::from_f64(12.5).unwrap(), Fps { num: 25, den: 2 });
         assert!(Fps::from_f64(0.0).is_err());
         assert!(Fps::from_f64(f64::NAN).is_err());
+        // Rounds to 0/1000: an error, not a NaN frame duration later.
+        assert!(Fps::from_f64(0.0004).is_err());
+        assert_eq!(Fps::from_f64(0.001).unwrap(), Fps { num: 1, den: 1000 });
     }
 }

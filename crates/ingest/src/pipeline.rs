@@ -9,6 +9,8 @@ use gstreamer_app::AppSink;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use streamer_core::redact_urls;
+
 use crate::{Fps, IngestError};
 
 pub(crate) const FILE_TEMPLATE: (&str, &str) = (
@@ -18,6 +20,14 @@ pub(crate) const FILE_TEMPLATE: (&str, &str) = (
 pub(crate) const IMAGE_TEMPLATE: (&str, &str) = (
     "image.pipeline",
     include_str!("../../../pipelines/image.pipeline"),
+);
+pub(crate) const RTSP_TEMPLATE: (&str, &str) = (
+    "rtsp.pipeline",
+    include_str!("../../../pipelines/rtsp.pipeline"),
+);
+pub(crate) const GST_SOURCE_TEMPLATE: (&str, &str) = (
+    "gst-source.pipeline",
+    include_str!("../../../pipelines/gst-source.pipeline"),
 );
 
 /// How long one pull waits before checking the bus again.
@@ -45,28 +55,45 @@ impl Pipeline {
         property: &str,
         value: &str,
     ) -> Result<Self, IngestError> {
+        let fps = fps.map(|f| format!("{}/{}", f.num, f.den));
+        let vars: Vec<(&str, &str)> = fps.iter().map(|f| ("fps", f.as_str())).collect();
+        Self::launch_with(template, &vars, Some((property, value)), value)
+    }
+
+    /// Parses `template` with each `{name}` in `vars` filled in, sets the
+    /// `src` element's property (if given) and starts playing. `input`
+    /// names the input in errors; it is redacted (no passwords) before it is
+    /// stored.
+    pub(crate) fn launch_with(
+        template: (&'static str, &str),
+        vars: &[(&str, &str)],
+        src_property: Option<(&str, &str)>,
+        input: &str,
+    ) -> Result<Self, IngestError> {
         init()?;
         let (name, text) = template;
         let bad = |message: String| IngestError::Template {
             template: name,
-            message,
+            message: redact_urls(&message),
         };
         let mut launch: String = text
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
             .collect::<Vec<_>>()
             .join(" ");
-        if let Some(fps) = fps {
-            launch = launch.replace("{fps}", &format!("{}/{}", fps.num, fps.den));
+        for (key, value) in vars {
+            launch = launch.replace(&format!("{{{key}}}"), value);
         }
         let pipeline = gst::parse::launch(&launch)
             .map_err(|e| bad(e.to_string()))?
             .downcast::<gst::Pipeline>()
             .map_err(|_| bad("not a pipeline".into()))?;
-        let src = pipeline
-            .by_name("src")
-            .ok_or_else(|| bad("no element named src".into()))?;
-        src.set_property(property, value);
+        if let Some((property, value)) = src_property {
+            let src = pipeline
+                .by_name("src")
+                .ok_or_else(|| bad("no element named src".into()))?;
+            src.set_property(property, value);
+        }
         let sink = pipeline
             .by_name("sink")
             .and_then(|e| e.downcast::<AppSink>().ok())
@@ -76,7 +103,7 @@ impl Pipeline {
             pipeline,
             sink,
             bus,
-            input: value.to_string(),
+            input: redact_urls(input),
         };
         if this.pipeline.set_state(gst::State::Playing).is_err() {
             // The bus says why (e.g. file not found).
@@ -88,6 +115,35 @@ impl Pipeline {
             }));
         }
         Ok(this)
+    }
+
+    /// The next decoded sample, waiting at most `timeout`: `Ok(None)` when
+    /// none came in time (the caller decides whether that is a stall).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn pull_within(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<(Option<Duration>, u32, u32, Vec<u8>)>, IngestError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(err) = self.bus_error() {
+                return Err(err);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let slice = left.min(PULL_SLICE);
+            if let Some(sample) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_nseconds(slice.as_nanos() as u64))
+            {
+                return self.unpack(&sample).map(Some);
+            }
+            if self.sink.is_eos() {
+                return Err(self.bus_error().unwrap_or(IngestError::EndOfStream));
+            }
+            if left.is_zero() {
+                return Ok(None);
+            }
+        }
     }
 
     /// The next decoded sample as `(pts, width, height, packed RGB)`.
@@ -148,8 +204,8 @@ impl Pipeline {
                         .src()
                         .map(|s| s.name().to_string())
                         .unwrap_or_else(|| "pipeline".into()),
-                    message: err.error().to_string(),
-                    debug: err.debug().map(|d| d.to_string()),
+                    message: redact_urls(&err.error().to_string()),
+                    debug: err.debug().map(|d| redact_urls(&d)),
                 });
             }
         }

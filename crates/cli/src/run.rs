@@ -1,0 +1,176 @@
+//! `streamer run --config FILE`: live cameras through the whole pipeline
+//! until SIGTERM or SIGINT, with `/health` and `/metrics` over HTTP.
+//! The stage graph is `streamer_runner`'s; this only loads what the config
+//! names, starts it, reports and shuts it down.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+use streamer_alerts::AlertPipeline;
+use streamer_core::{Detection, Frame};
+use streamer_identity::VisitEvent;
+use streamer_models::ModelCache;
+use streamer_reason::ChatBackend;
+use streamer_runner::{Clock, HttpServer, IdentityStage, LiveRunner, Observer, Stages};
+
+use crate::{config, runtime};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The config file (TOML): cameras, models, mqtt, routing, triage,
+    /// identity, http. See examples/streamer.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Also print every detection frame and visit event as a JSON line on
+    /// stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long shutdown may take for in-flight work and the outbox.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let loaded = config::load(&args.config, &|name| std::env::var(name).ok())?;
+    let cache = ModelCache::from_env();
+    let m = &loaded.config.models;
+    let mut detector = runtime::detector(&cache, &m.detector, m.detector_threads)?;
+    if let Some(s) = m.score {
+        detector.set_score_threshold(s);
+    }
+    let (embedder, tracker) = runtime::identity_stage(
+        &cache,
+        &m.embedder,
+        m.detector_threads,
+        loaded.config.identity.clone(),
+    )?;
+    let alerts = match loaded.alerts_config() {
+        Some(alerts_config) => {
+            let llm = runtime::llm(&cache, &m.llm, m.llm_threads)?;
+            let backend = llm.clone().map(|r| r as Arc<dyn ChatBackend>);
+            let pipeline = AlertPipeline::start(&alerts_config, backend)
+                .context("starting the alerts stage")?;
+            eprintln!(
+                "alerts: MQTT {}:{}, stage two by {}",
+                alerts_config.mqtt.host,
+                alerts_config.mqtt.port,
+                llm.as_ref().map_or("rules only".into(), |l| l.describe())
+            );
+            Some((Arc::new(pipeline), llm))
+        }
+        None => {
+            eprintln!("alerts: no [mqtt] section, so alerts are printed here only");
+            None
+        }
+    };
+    for cam in &loaded.cameras {
+        eprintln!("camera {}: {}", cam.name, cam.input.redacted());
+    }
+    let stages = Stages {
+        detector,
+        identity: Some(IdentityStage { embedder, tracker }),
+        alerts: alerts.as_ref().map(|(a, _)| Arc::clone(a)),
+        observer: Box::new(Terminal { json: args.json }),
+        clock: Clock::Wall,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let runner = LiveRunner::start(loaded.cameras.clone(), stages)?;
+    let http = {
+        let weak = alerts.as_ref().map(|(a, _)| Arc::downgrade(a));
+        let model = alerts
+            .as_ref()
+            .and_then(|(_, l)| l.as_ref().map(|l| l.describe()));
+        HttpServer::start(
+            loaded.listen,
+            Arc::clone(runner.telemetry()),
+            Arc::new(move || {
+                let alerts = weak.as_ref().and_then(|w| w.upgrade());
+                json!({
+                    "status": "running",
+                    "model": { "loaded": model.is_some(), "name": model },
+                    "mqtt": {
+                        "configured": alerts.is_some(),
+                        "connected": alerts.as_ref().is_some_and(|a| a.is_connected()),
+                        "outbox_depth": alerts.as_ref().map(|a| a.pending()),
+                    },
+                })
+            }),
+        )?
+    };
+    eprintln!(
+        "streamer running: {} camera(s), health on http://{}/health",
+        loaded.cameras.len(),
+        http.addr()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "stopping: sources first, then in-flight work (at most {} s)",
+        SHUTDOWN_BOUND.as_secs()
+    );
+    let started = Instant::now();
+    let pipeline = runner.stop();
+    drop(http);
+    drop(pipeline);
+    if let Some((alerts, llm)) = alerts {
+        let left = match Arc::try_unwrap(alerts) {
+            Ok(pipeline) => pipeline.shutdown(SHUTDOWN_BOUND.saturating_sub(started.elapsed())),
+            Err(_) => {
+                tracing::warn!("alerts stage still in use at exit; outbox kept for next start");
+                0
+            }
+        };
+        if let Some(llm) = llm {
+            llm.close();
+        }
+        eprintln!("stopped: {left} alert message(s) left in the outbox for the next start");
+    } else {
+        eprintln!("stopped");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints alerts as readable lines on stderr, and with `--json` frames and
+/// visit events as JSON lines on stdout.
+struct Terminal {
+    json: bool,
+}
+
+impl Observer for Terminal {
+    fn frame(&mut self, frame: &Frame, detections: &[Detection]) {
+        if self.json {
+            let line = json!({
+                "camera": &*frame.camera, "seq": frame.seq, "time_ms": frame.pts_ms(),
+                "width": frame.width, "height": frame.height, "detections": detections,
+            });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    fn visit(&mut self, event: &VisitEvent) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(event) {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+
+    fn alert_sent(&mut self, camera: &str, visit_id: &str, alert_id: &str) {
+        let now = chrono::Local::now().format("%H:%M:%S");
+        eprintln!("{now}  {camera:<12} {visit_id}  alert {alert_id} sent (stage two follows)");
+    }
+}

@@ -1,0 +1,191 @@
+//! Supervision of one live camera: start its pipeline, watch it, and when it
+//! fails, ends or stalls, tear it down and start again after a backoff
+//! delay. A camera that never answers stays `offline` and costs the others
+//! nothing: each camera has its own thread, and the only thing it shares is
+//! its freshest-frame slot.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use streamer_ingest::{IngestError, LiveInput, LiveSettings, LiveSource};
+
+use crate::backoff::{jitter_unit, Backoff};
+use crate::handoff::FreshestSlots;
+use crate::telemetry::{Event, Telemetry};
+
+/// Everything needed to run one live camera.
+#[derive(Clone, Debug)]
+pub struct CameraSpec {
+    /// Camera name (the key in `[cameras.<name>]`).
+    pub name: String,
+    /// Where the video comes from.
+    pub input: LiveInput,
+    /// Pipeline settings (fps, transport, latency, network timeout).
+    pub settings: LiveSettings,
+    /// No frame for this long counts as a stall.
+    pub stall_timeout: Duration,
+    /// Delays between restarts.
+    pub backoff: Backoff,
+}
+
+/// How often a waiting supervisor looks at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs `spec` until `stop` is set: the body of the camera's thread.
+pub(crate) fn supervise(
+    spec: CameraSpec,
+    index: usize,
+    slots: Arc<FreshestSlots>,
+    telemetry: Arc<Telemetry>,
+    stop: Arc<AtomicBool>,
+) {
+    let camera: Arc<str> = Arc::from(spec.name.as_str());
+    let mut failures = 0usize;
+    let mut attempt = 0u64;
+    let mut was_online = false;
+    while !stop.load(Ordering::Relaxed) {
+        attempt += 1;
+        telemetry.emit(Event::SourceConnecting {
+            camera: &camera,
+            attempt,
+        });
+        let started = Instant::now();
+        let outcome = run_once(
+            &spec,
+            &camera,
+            index,
+            &slots,
+            &telemetry,
+            &stop,
+            started,
+            &mut was_online,
+        );
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // A connection that delivered frames starts the schedule over: a
+        // camera that reboots is retried after the first, shortest delay.
+        let (got_frames, event) = match &outcome {
+            Outcome::Stopped => break,
+            Outcome::Failed { got_frames, .. } | Outcome::Stalled { got_frames, .. } => {
+                (*got_frames, &outcome)
+            }
+        };
+        if got_frames {
+            failures = 0;
+        }
+        let retry_in = spec.backoff.delay(failures, jitter_unit());
+        failures += 1;
+        match event {
+            Outcome::Stopped => break,
+            Outcome::Failed { error, .. } => {
+                telemetry.emit(Event::SourceFailed {
+                    camera: &camera,
+                    error,
+                    retry_in,
+                });
+            }
+            Outcome::Stalled { silent_for, .. } => {
+                telemetry.emit(Event::SourceStalled {
+                    camera: &camera,
+                    silent_for: *silent_for,
+                    retry_in,
+                });
+            }
+        }
+        // The failed pipeline is already torn down (dropped in run_once).
+        sleep_unless_stopped(retry_in, &stop);
+    }
+}
+
+/// How one connection attempt ended.
+enum Outcome {
+    /// The stop flag was set.
+    Stopped,
+    /// An error or end of stream (the error text is already redacted).
+    Failed { error: String, got_frames: bool },
+    Stalled {
+        silent_for: Duration,
+        got_frames: bool,
+    },
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    spec: &CameraSpec,
+    camera: &Arc<str>,
+    index: usize,
+    slots: &FreshestSlots,
+    telemetry: &Telemetry,
+    stop: &AtomicBool,
+    started: Instant,
+    was_online: &mut bool,
+) -> Outcome {
+    let mut source = match LiveSource::open(&spec.input, camera.clone(), &spec.settings) {
+        Ok(s) => s,
+        Err(error) => {
+            return Outcome::Failed {
+                error: error.to_string(),
+                got_frames: false,
+            }
+        }
+    };
+    let mut last = started;
+    let mut got_frames = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Outcome::Stopped;
+        }
+        let silent = last.elapsed();
+        if silent >= spec.stall_timeout {
+            return Outcome::Stalled {
+                silent_for: silent,
+                got_frames,
+            };
+        }
+        match source.next_frame_within((spec.stall_timeout - silent).min(POLL * 3)) {
+            Ok(Some(frame)) => {
+                last = Instant::now();
+                if !got_frames {
+                    got_frames = true;
+                    telemetry.emit(Event::SourceOnline {
+                        camera,
+                        reconnect: *was_online,
+                        waited: started.elapsed(),
+                    });
+                    *was_online = true;
+                }
+                telemetry.frame_in(camera);
+                if slots.put(index, frame) {
+                    telemetry.emit(Event::FrameDropped { camera });
+                }
+            }
+            Ok(None) => {}
+            Err(IngestError::EndOfStream) => {
+                return Outcome::Failed {
+                    error: "the stream ended".into(),
+                    got_frames,
+                }
+            }
+            Err(error) => {
+                return Outcome::Failed {
+                    error: error.to_string(),
+                    got_frames,
+                }
+            }
+        }
+    }
+}
+
+fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + delay;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        thread::sleep(left.min(POLL));
+    }
+}

@@ -1,0 +1,45 @@
+//! The stage graph of streamer, built by `streamer run` (live cameras).
+//!
+//! ```text
+//! source (GStreamer, supervised) ─freshest─▶ [motion gate] ─▶ detect ─▶ identity ─▶ alerts
+//! ```
+//! Each camera runs on its own thread under a supervisor that restarts it
+//! with backoff ([`camera`]); frames cross to the single inference thread
+//! through freshest-frame slots ([`handoff`]), served round-robin; every
+//! event is logged and counted in one place ([`telemetry`]); `/health` and
+//! `/metrics` are served over HTTP ([`http`]).
+
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod camera;
+pub mod clock;
+pub mod handoff;
+pub mod http;
+pub mod live;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+
+pub use backoff::Backoff;
+pub use camera::CameraSpec;
+pub use clock::Clock;
+pub use http::HttpServer;
+pub use live::{IdentityStage, LiveRunner, Observer, Stages};
+pub use telemetry::{CameraHealth, CameraState, Event, Telemetry};
+
+/// What can go wrong starting the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// A thread could not be started.
+    #[error("cannot start a pipeline thread: {0}")]
+    Thread(String),
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen on {addr}: {message} (set [http] listen to a free HOST:PORT)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        message: String,
+    },
+}
