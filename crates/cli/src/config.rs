@@ -252,9 +252,6 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded,
             None
         }
     };
-    if let Some(alerts) = config.mqtt.as_ref().map(|_| ()) {
-        let _ = alerts;
-    }
     match listen {
         Some(listen) if problems.is_empty() => {
             let loaded = Loaded {

@@ -264,7 +264,7 @@ impl Telemetry {
             stage_errors: Family::default(),
             alert_work_discarded: Family::default(),
             latency: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0].into_iter(),
+                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
             ),
         };
         let mut registry = Registry::with_prefix("streamer");
