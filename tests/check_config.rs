@@ -118,6 +118,11 @@ fn broken_configs_name_the_key_path() {
             "routing.quiet_hours[0].cameras: no camera `gardn`",
         ),
         (
+            "unknown time zone",
+            format!("timezone = \"Europe/Berlln\"\n{GOOD_CAMERA}"),
+            "timezone: `Europe/Berlln` is not an IANA time zone",
+        ),
+        (
             "zero LLM threads",
             format!("{GOOD_CAMERA}[models]\nllm_threads = 0\n"),
             "models.llm_threads: must be at least 1",

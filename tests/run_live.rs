@@ -185,6 +185,22 @@ fn live_cameras_recover_from_restarts_and_stalls_and_stop_cleanly() {
         ),
     )
     .unwrap();
+    // A camera from an earlier config: its retained device must be cleared.
+    let stale = "homeassistant/device/streamer_oldcam/config";
+    let published = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-q",
+            "1",
+            "-r",
+        ])
+        .args(["-t", stale, "-m", r#"{"dev":{"ids":["streamer_oldcam"]}}"#])
+        .status()
+        .expect("mosquitto_pub (Debian package mosquitto-clients)");
+    assert!(published.success());
     let log_path = dir.path().join("streamer.log");
     let mut streamer = Command::new(env!("CARGO_BIN_EXE_streamer"))
         .args(["run", "--config"])

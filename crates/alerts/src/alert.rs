@@ -185,6 +185,22 @@ impl Topics {
     pub fn discovery(&self, device_id: &str) -> String {
         format!("{}/device/{device_id}/config", self.discovery_prefix)
     }
+
+    /// The device id of a discovery config topic (the inverse of
+    /// [`discovery`](Self::discovery)).
+    pub fn discovery_device<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let device = topic
+            .strip_prefix(self.discovery_prefix.as_str())?
+            .strip_prefix("/device/")?
+            .strip_suffix("/config")?;
+        (!device.is_empty() && !device.contains('/')).then_some(device)
+    }
+
+    /// `<prefix>/<camera>/availability`: `online` while the camera delivers
+    /// frames, `offline` otherwise (combined with the process's own).
+    pub fn camera_availability(&self, camera: &str) -> String {
+        self.camera(camera, "availability")
+    }
 }
 
 #[cfg(test)]

@@ -12,14 +12,15 @@
 //! * one hub device: a mode select, a notifications switch and a suspend
 //!   number that change routing at run time.
 //!
-//! Every entity shares streamer's availability topic. Its value template
+//! Every entity uses streamer's availability topic. Its value template
 //! maps everything but `online` (the last will's `offline`, a clean exit's
-//! `stopped`) to unavailable.
+//! `stopped`) to unavailable. A camera's entities also need the camera's
+//! own availability topic to read `online` (`avty_mode: all`).
 
 use serde_json::{json, Map, Value};
 use streamer_core::Urgency;
 
-use crate::alert::{Topics, ONLINE};
+use crate::alert::{Topics, OFFLINE, ONLINE};
 use crate::config::camera_slug;
 
 /// Device id of the hub.
@@ -47,6 +48,20 @@ fn availability(topics: &Topics) -> Value {
             "{{{{ 'online' if value == '{ONLINE}' else 'offline' }}}}"
         ),
     }])
+}
+
+/// A camera's entities are available while both streamer and the camera
+/// are (`avty_mode: all`): a dead camera's values do not look current.
+fn camera_availability(topics: &Topics, camera: &str) -> Value {
+    let mut list = availability(topics);
+    if let Value::Array(items) = &mut list {
+        items.push(json!({
+            "topic": topics.camera_availability(camera),
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+        }));
+    }
+    list
 }
 
 fn component(platform: &str, unique_id: &str, name: &str, extra: Value) -> Value {
@@ -119,6 +134,8 @@ pub fn camera_discovery(topics: &Topics, camera: &str, display_name: &str) -> (S
             json!({
                 "state_topic": topics.connected(camera),
                 "device_class": "connectivity",
+                // Shows OFF for a dead camera instead of going unavailable.
+                "avty": availability(topics),
                 "entity_category": "diagnostic",
                 "payload_on": "ON",
                 "payload_off": "OFF",
@@ -170,7 +187,8 @@ pub fn camera_discovery(topics: &Topics, camera: &str, display_name: &str) -> (S
             "via_device": HUB_DEVICE_ID,
         },
         "o": origin(),
-        "avty": availability(topics),
+        "avty": camera_availability(topics, camera),
+        "avty_mode": "all",
         "cmps": Value::Object(cmps),
         "qos": 1,
     });

@@ -604,6 +604,8 @@ impl DeliveryLoop {
             topics.mode_set(),
             topics.notifications_set(),
             topics.suspend_set(),
+            // Retained device configs, to clear cameras no longer configured.
+            topics.discovery("+"),
         ];
         for topic in subscriptions {
             if let Err(e) = s.client.try_subscribe(topic, QoS::AtLeastOnce) {
@@ -749,6 +751,13 @@ impl DeliveryLoop {
                 }
             }
             Event::Incoming(Packet::Publish(publish)) => {
+                if self.is_stale_device(&publish.topic, &publish.payload) {
+                    tracing::info!(topic = %publish.topic, "clearing the discovery config of a camera no longer configured");
+                    if let Err(e) = self.publish_state(s, publish.topic.clone(), Vec::new()) {
+                        return Some(SessionEnd::Lost(e));
+                    }
+                    return None;
+                }
                 let payload = String::from_utf8_lossy(&publish.payload).trim().to_string();
                 self.command(&publish.topic, &payload);
             }
@@ -758,6 +767,20 @@ impl DeliveryLoop {
             _ => {}
         }
         None
+    }
+
+    /// A retained discovery config of one of streamer's camera devices that
+    /// this run does not have: a camera removed from the config. Home
+    /// Assistant removes the device when the config is cleared.
+    fn is_stale_device(&self, topic: &str, payload: &[u8]) -> bool {
+        let topics = &self.shared.topics;
+        let Some(device) = topics.discovery_device(topic) else {
+            return false;
+        };
+        !payload.is_empty()
+            && device.starts_with("streamer_")
+            && device != crate::discovery::HUB_DEVICE_ID
+            && !self.shared.has_discovery(topic)
     }
 
     /// Home Assistant's status and the hub's command topics.

@@ -251,12 +251,21 @@ impl AlertPipeline {
             .set_state(self.inner.topics.person(camera), on_off(present).into());
     }
 
-    /// Sets the camera's connectivity sensor.
+    /// Sets the camera's connectivity sensor and its availability.
     pub fn set_connected(&self, camera: &str, connected: bool) {
         self.inner.ensure_camera(camera);
         self.inner.shared.set_state(
             self.inner.topics.connected(camera),
             on_off(connected).into(),
+        );
+        let availability = if connected {
+            crate::alert::ONLINE
+        } else {
+            crate::alert::OFFLINE
+        };
+        self.inner.shared.set_state(
+            self.inner.topics.camera_availability(camera),
+            availability.into(),
         );
     }
 

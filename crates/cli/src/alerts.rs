@@ -14,12 +14,15 @@ use streamer_core::{Detection, Frame};
 use streamer_identity::{EventKind, VisitEvent};
 use streamer_models::ModelCache;
 use streamer_reason::{ChatBackend, LlmRuntime};
+use streamer_runner::Clock;
 
 use crate::replay::ReplayArgs;
 use crate::runtime;
 
 pub struct Alerts {
     pipeline: AlertPipeline,
+    /// Frame timestamps to local time: footage start + pts.
+    clock: Clock,
     runtime: Option<Arc<LlmRuntime>>,
     deadline: Duration,
     state: Mutex<State>,
@@ -60,7 +63,14 @@ impl Alerts {
                 .map_or("rules only".to_string(), |b| b.describe())
         );
         let deadline = Duration::from_millis(config.triage.deadline_ms);
+        let start = match &args.start {
+            Some(text) => chrono::DateTime::parse_from_rfc3339(text).with_context(|| {
+                format!("--start {text}: not an RFC 3339 time such as 2026-11-20T23:30:00+01:00")
+            })?,
+            None => chrono::Local::now().fixed_offset(),
+        };
         Ok(Self {
+            clock: Clock::Footage { start },
             pipeline: AlertPipeline::start(&config, backend)?,
             runtime,
             deadline,
@@ -93,7 +103,7 @@ impl Alerts {
             let receipt = self.pipeline.visit_opened(VisitOpened {
                 camera: frame.camera.to_string(),
                 visit_id: event.visit_id.to_string(),
-                time: chrono::Local::now().fixed_offset(),
+                time: self.clock.local_time(frame.pts),
                 width: frame.width,
                 height: frame.height,
                 detections: detections.to_vec(),

@@ -19,7 +19,7 @@ use streamer_alerts::AlertsConfig;
 use streamer_identity::IdentityConfig;
 use streamer_ingest::{Fps, LiveInput, LiveSettings, Transport};
 use streamer_models::ModelCache;
-use streamer_runner::{Backoff, CameraSpec};
+use streamer_runner::{Backoff, CameraSpec, Zone};
 
 /// Default `[http] listen`: loopback, on a port none of Frigate (5000,
 /// 8971), Home Assistant (8123) or llama-server (8080) uses.
@@ -46,6 +46,9 @@ pub struct StreamerConfig {
     pub triage: TriageConfig,
     /// Where alerts wait for the broker (default: the alerts crate's).
     pub outbox_dir: Option<PathBuf>,
+    /// IANA time zone for quiet hours and the night rule (default: the
+    /// system's, which is UTC under systemd without `TZ`).
+    pub timezone: Option<String>,
 }
 
 /// `[cameras.<name>]`.
@@ -177,6 +180,7 @@ pub struct Loaded {
     pub config: StreamerConfig,
     pub cameras: Vec<CameraSpec>,
     pub listen: SocketAddr,
+    pub zone: Zone,
 }
 
 impl Loaded {
@@ -252,12 +256,22 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded,
             None
         }
     };
+    let zone = match &config.timezone {
+        None => Zone::System,
+        Some(name) => Zone::named(name).unwrap_or_else(|| {
+            problems.push(format!(
+                "timezone: `{name}` is not an IANA time zone known to this system (e.g. Europe/Berlin, America/New_York; see /usr/share/zoneinfo)"
+            ));
+            Zone::System
+        }),
+    };
     match listen {
         Some(listen) if problems.is_empty() => {
             let loaded = Loaded {
                 config,
                 cameras,
                 listen,
+                zone,
             };
             if let Some(alerts) = loaded.alerts_config() {
                 if let Err(streamer_alerts::AlertsError::Config(more)) = alerts.validate() {

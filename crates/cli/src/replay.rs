@@ -70,6 +70,12 @@ pub struct ReplayArgs {
     /// Threads for that model (the detector uses the others).
     #[arg(long, default_value_t = 1)]
     pub(crate) llm_threads: usize,
+    /// Local time the footage begins (RFC 3339, e.g.
+    /// 2026-11-20T23:30:00+01:00; default: when the replay starts). Quiet
+    /// hours and the night rule judge each frame at this time plus its
+    /// timestamp, not at the time of the replay.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) start: Option<String>,
     /// Run the offline benchmark instead: all 96 LLM and 35 image tests on
     /// the embedded model, report in streamer-bench-report.json. See
     /// `streamer bench --help` for models, endpoints and suites.
@@ -133,6 +139,9 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     }
     if args.llm_threads == 0 {
         bail!("--llm-threads must be at least 1");
+    }
+    if args.no_identity && (args.mqtt.is_some() || args.alerts_config.is_some()) {
+        bail!("alerts are sent per visit, and --no-identity turns visits off: drop one of them");
     }
     let cache = ModelCache::from_env();
     let mut detector = runtime::detector(&cache, &args.detector, args.threads)?;

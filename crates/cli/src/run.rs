@@ -78,7 +78,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         identity: Some(IdentityStage { embedder, tracker }),
         alerts: alerts.as_ref().map(|(a, _)| Arc::clone(a)),
         observer: Box::new(Terminal { json: args.json }),
-        clock: Clock::Wall,
+        clock: Clock::Wall(loaded.zone.clone()),
     };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Where and how to reach an endpoint.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EndpointConfig {
     /// Base URL up to and including the API version, e.g.
     /// `http://127.0.0.1:8080/v1`.
@@ -32,6 +32,20 @@ pub struct EndpointConfig {
     pub idle_timeout: Duration,
     /// Whether the model accepts images (`image_url` content parts).
     pub vision: bool,
+}
+
+/// Shows whether a key is set, never the key, and the URL with any
+/// password redacted.
+impl std::fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("base_url", &streamer_core::redact_urls(&self.base_url))
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("idle_timeout", &self.idle_timeout)
+            .field("vision", &self.vision)
+            .finish()
+    }
 }
 
 impl EndpointConfig {
@@ -492,5 +506,17 @@ mod tests {
         let reply = state.finish(start);
         assert!(reply.tool_calls.is_empty());
         assert_eq!(reply.malformed_calls.len(), 1);
+    }
+
+    #[test]
+    fn debug_never_shows_the_api_key() {
+        let mut config = EndpointConfig::new("http://u:pw@127.0.0.1:8080/v1", "m");
+        config.api_key = Some("sk-very-secret".into());
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("sk-very-secret") && !shown.contains(":pw@"),
+            "{shown}"
+        );
+        assert!(shown.contains("api_key: Some(\"***\")"), "{shown}");
     }
 }

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 
 pub use backoff::Backoff;
 pub use camera::CameraSpec;
-pub use clock::Clock;
+pub use clock::{Clock, Zone};
 pub use http::HttpServer;
 pub use live::{IdentityStage, LiveRunner, Observer, Stages};
 pub use telemetry::{CameraHealth, CameraState, Event, Telemetry};

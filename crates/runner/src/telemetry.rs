@@ -263,9 +263,7 @@ impl Telemetry {
             online: Family::default(),
             stage_errors: Family::default(),
             alert_work_discarded: Family::default(),
-            latency: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
-            ),
+            latency: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
         };
         let mut registry = Registry::with_prefix("streamer");
         let m = &metrics;

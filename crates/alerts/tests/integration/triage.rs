@@ -10,7 +10,10 @@ use streamer_reason::{ChatBackend, LlmRuntime, RuntimeOptions};
 use crate::support::{config, free_port, local, missing, visit};
 
 /// A model answer in debug builds on two cores takes a few seconds.
-const GENEROUS: Duration = Duration::from_secs(120);
+// A bound, not a speed target: the test waits on stage two's event and
+// ends as soon as it arrives, so a loaded 2-core machine running a debug
+// build (seen taking over 120 s) still passes.
+const GENEROUS: Duration = Duration::from_secs(20 * 60);
 /// Far below any real model's answer time.
 const TINY_DEADLINE_MS: u64 = 5;
 
