@@ -78,11 +78,6 @@ pub enum Event<'a> {
         camera: &'a str,
         error: &'a str,
     },
-    /// Stage-two work was dropped because it went stale.
-    AlertWorkDiscarded {
-        camera: &'a str,
-        reason: &'static str,
-    },
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -231,7 +226,6 @@ struct Metrics {
     source_failures: Family<CameraLabel, Counter>,
     online: Family<CameraLabel, Gauge>,
     stage_errors: Family<StageLabel, Counter>,
-    alert_work_discarded: Family<CameraLabel, Counter>,
     latency: Histogram,
 }
 
@@ -262,7 +256,6 @@ impl Telemetry {
             source_failures: Family::default(),
             online: Family::default(),
             stage_errors: Family::default(),
-            alert_work_discarded: Family::default(),
             latency: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
         };
         let mut registry = Registry::with_prefix("streamer");
@@ -302,11 +295,6 @@ impl Telemetry {
             "stage_errors",
             "Frames a stage failed on",
             m.stage_errors.clone(),
-        );
-        registry.register(
-            "alert_work_discarded",
-            "Stage-two work dropped because it went stale",
-            m.alert_work_discarded.clone(),
         );
         registry.register(
             "frame_latency_seconds",
@@ -455,10 +443,6 @@ impl Telemetry {
                         stage: stage.to_string(),
                     })
                     .inc();
-            }
-            Event::AlertWorkDiscarded { camera, reason } => {
-                tracing::info!(camera, reason, "stage-two work discarded");
-                m.alert_work_discarded.get_or_create(&label(camera)).inc();
             }
         }
     }
