@@ -3,15 +3,13 @@
 //! the LLM), and the run reports how long the first alert and its update
 //! took from the frame that first showed a person.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use streamer_alerts::{encode_jpeg, Alert, AlertPipeline, AlertsConfig, VisitOpened};
-use streamer_core::{Detection, Frame};
-use streamer_identity::{EventKind, VisitEvent};
+use streamer_alerts::{Alert, AlertPipeline, AlertReceipt, AlertsConfig};
+use streamer_core::Detection;
 use streamer_models::ModelCache;
 use streamer_reason::{ChatBackend, LlmRuntime};
 use streamer_runner::Clock;
@@ -20,20 +18,14 @@ use crate::replay::ReplayArgs;
 use crate::runtime;
 
 pub struct Alerts {
-    pipeline: AlertPipeline,
+    pipeline: Arc<AlertPipeline>,
     /// Frame timestamps to local time: footage start + pts.
     clock: Clock,
     runtime: Option<Arc<LlmRuntime>>,
     deadline: Duration,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
     first_person: Option<Instant>,
     first_alert: Option<(String, Duration, Duration)>,
     stage_two: Option<JoinHandle<Option<(Alert, Duration)>>>,
-    present: BTreeMap<String, bool>,
     sent: usize,
 }
 
@@ -71,70 +63,70 @@ impl Alerts {
         };
         Ok(Self {
             clock: Clock::Footage { start },
-            pipeline: AlertPipeline::start(&config, backend)?,
+            pipeline: Arc::new(AlertPipeline::start(&config, backend)?),
             runtime,
             deadline,
-            state: Mutex::new(State::default()),
+            first_person: None,
+            first_alert: None,
+            stage_two: None,
+            sent: 0,
         })
+    }
+
+    /// The alerts stage, for the stage graph.
+    pub fn pipeline(&self) -> Arc<AlertPipeline> {
+        Arc::clone(&self.pipeline)
+    }
+
+    /// Footage time to local time, for the stage graph.
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
     }
 
     pub fn camera_connected(&self, camera: &str) {
         self.pipeline.set_connected(camera, true);
     }
 
-    /// `decoded_at`: when the frame left the decoder.
-    pub fn on_frame(
-        &self,
-        frame: &Frame,
+    /// Records when the first person and the first alert came, and waits
+    /// (on a thread) for that alert's stage two. `decoded_at`: when the
+    /// frame left the decoder.
+    pub fn observe(
+        &mut self,
         detections: &[Detection],
-        events: &[VisitEvent],
+        receipts: Vec<AlertReceipt>,
         decoded_at: Instant,
-    ) -> Result<()> {
-        let mut state = self.state.lock().expect("alerts state");
-        let present = detections.iter().any(|d| d.is_person());
-        if state.present.get(&*frame.camera) != Some(&present) {
-            self.pipeline.set_person_present(&frame.camera, present);
-            state.present.insert(frame.camera.to_string(), present);
+    ) {
+        if detections.iter().any(|d| d.is_person()) && self.first_person.is_none() {
+            self.first_person = Some(decoded_at);
         }
-        if present && state.first_person.is_none() {
-            state.first_person = Some(decoded_at);
-        }
-        for event in events.iter().filter(|e| e.kind == EventKind::New) {
-            let receipt = self.pipeline.visit_opened(VisitOpened {
-                camera: frame.camera.to_string(),
-                visit_id: event.visit_id.to_string(),
-                time: self.clock.local_time(frame.pts),
-                width: frame.width,
-                height: frame.height,
-                detections: detections.to_vec(),
-                snapshot_jpeg: Some(encode_jpeg(frame.width, frame.height, &frame.rgb, 80)?),
-                image: None,
-            })?;
-            state.sent += 1;
-            if state.first_alert.is_none() {
-                let from = state.first_person.unwrap_or(decoded_at);
-                // Stage one counts once the broker has acknowledged it.
-                self.pipeline.wait_delivered(Duration::from_secs(5));
-                state.first_alert = Some((
-                    receipt.id().to_string(),
-                    receipt.stage_one_latency,
-                    from.elapsed(),
-                ));
-                let wait = self.deadline + Duration::from_secs(10);
-                state.stage_two = Some(thread::spawn(move || {
-                    receipt
-                        .wait_stage_two(wait)
-                        .map(|alert| (alert, from.elapsed()))
-                }));
+        for receipt in receipts {
+            self.sent += 1;
+            if self.first_alert.is_some() {
+                continue;
             }
+            let from = self.first_person.unwrap_or(decoded_at);
+            // Stage one counts once the broker has acknowledged it.
+            self.pipeline.wait_delivered(Duration::from_secs(5));
+            self.first_alert = Some((
+                receipt.id().to_string(),
+                receipt.stage_one_latency,
+                from.elapsed(),
+            ));
+            let wait = self.deadline + Duration::from_secs(10);
+            self.stage_two = Some(thread::spawn(move || {
+                receipt
+                    .wait_stage_two(wait)
+                    .map(|alert| (alert, from.elapsed()))
+            }));
         }
-        Ok(())
     }
 
-    pub fn finish(self) -> Result<()> {
-        let mut state = self.state.into_inner().expect("alerts state");
-        let update = state.stage_two.take().and_then(|h| h.join().ok().flatten());
-        let left = self.pipeline.shutdown(Duration::from_secs(10));
+    pub fn finish(mut self) -> Result<()> {
+        let update = self.stage_two.take().and_then(|h| h.join().ok().flatten());
+        let left = match Arc::try_unwrap(self.pipeline) {
+            Ok(pipeline) => pipeline.shutdown(Duration::from_secs(10)),
+            Err(shared) => shared.pending(),
+        };
         // Model calls that missed their deadline may still be running on
         // detached threads: end them before the process exits.
         if let Some(runtime) = self.runtime {
@@ -146,9 +138,9 @@ impl Alerts {
         }
         eprintln!(
             "  alerts              {} sent ({left} left in the outbox)",
-            state.sent
+            self.sent
         );
-        if let Some((id, journaled, stage_one)) = &state.first_alert {
+        if let Some((id, journaled, stage_one)) = &self.first_alert {
             eprintln!(
                 "  first alert         {id}: stage one {:.0} ms after the first frame with a person (in the outbox after {:.1} ms, acknowledged by the broker)",
                 stage_one.as_secs_f64() * 1000.0,

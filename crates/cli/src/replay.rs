@@ -1,13 +1,13 @@
-//! `streamer replay`: footage through decode -> detect -> identity (and,
-//! with `--mqtt`, alerts), as JSON lines. Several inputs are interleaved by
-//! time, as cameras running side by side; `--split` cuts one input into
-//! several virtual cameras.
+//! `streamer replay`: footage through the runner's stage graph (detect ->
+//! identity, and with `--mqtt` alerts), as JSON lines. The runner decides
+//! the order and pacing (inputs interleaved by time, lossless); this parses
+//! the arguments, writes the lines and prints the summary. `--split` cuts
+//! one input into several virtual cameras.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -15,10 +15,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use streamer_core::{Detection, Frame};
-use streamer_identity::{IdentityConfig, Sighting, VisitEvent, VisitTracker};
-use streamer_ingest::{Fps, IngestError};
+use streamer_identity::{IdentityConfig, VisitEvent};
+use streamer_ingest::Fps;
 use streamer_models::ModelCache;
-use streamer_vision::{DetectorTimings, Embedder};
+use streamer_runner::replay::{Cut, Decoded, ReplayObserver};
+use streamer_runner::{Clock, FrameOutcome, IdentityStage, ReplayInput, ReplayRunner, StageGraph};
+use streamer_vision::DetectorTimings;
 
 use crate::split::SplitManifest;
 use crate::{alerts, bench_cmd, runtime};
@@ -101,6 +103,7 @@ struct Totals {
     people: u64,
     decode: Duration,
     stages: DetectorTimings,
+    embed: Duration,
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
@@ -148,24 +151,26 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     if let Some(s) = args.score {
         detector.set_score_threshold(s);
     }
-    let mut identity = if args.no_identity {
+    let identity = if args.no_identity {
         None
     } else {
-        Some(Identity::new(&cache, &args)?)
+        let mut config = IdentityConfig::default();
+        if let Some(s) = args.similarity {
+            if !(0.0..=1.0).contains(&s) {
+                bail!("--similarity must be between 0 and 1, got {s}");
+            }
+            config.similarity_threshold = s;
+        }
+        let (embedder, tracker) =
+            runtime::identity_stage(&cache, &args.embedder, args.threads, config)?;
+        Some(IdentityStage { embedder, tracker })
     };
     let alerts = match (&args.mqtt, &args.alerts_config) {
         (None, None) => None,
         _ => Some(alerts::Alerts::start(&cache, &args)?),
     };
 
-    let started = Instant::now();
-    let mut totals = Totals::default();
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    let bar = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {pos} frames, {per_sec}").expect("valid template"),
-    );
-    let mut sources = Vec::new();
+    let mut inputs = Vec::new();
     for input in &args.inputs {
         let camera: Arc<str> = args
             .camera
@@ -178,175 +183,124 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                 None => a.camera_connected(&camera),
             }
         }
-        sources.push(spawn_source(input, camera, fps)?);
+        inputs.push(ReplayInput {
+            path: input.clone(),
+            camera,
+        });
     }
-    for item in interleave(sources) {
-        let (decoded, decode, decoded_at) = item?;
-        totals.decode += decode;
-        let frames = match &split {
-            Some(split) => split.cut(&decoded)?,
-            None => vec![decoded],
-        };
-        for frame in frames {
-            let (detections, timings) = detector.detect_timed(&frame)?;
-            let people = detections.iter().filter(|d| d.is_person()).count() as u64;
-            totals.frames += 1;
-            totals.people += people;
-            totals.frames_with_people += u64::from(people > 0);
-            totals.stages.preprocess += timings.preprocess;
-            totals.stages.inference += timings.inference;
-            totals.stages.postprocess += timings.postprocess;
-            write_line(&mut out, &frame, &detections)?;
-            if let Some(identity) = identity.as_mut() {
-                let events = identity.observe(&frame, &detections)?;
-                for event in &events {
-                    serde_json::to_writer(&mut out, event)?;
-                    out.write_all(b"\n")?;
-                }
-                if let Some(a) = &alerts {
-                    out.flush()?;
-                    a.on_frame(&frame, &detections, &events, decoded_at)?;
-                }
-            }
-            bar.inc(1);
-        }
-    }
-    if let Some(identity) = identity.as_mut() {
-        for event in identity.finish() {
-            serde_json::to_writer(&mut out, &event)?;
-            out.write_all(b"\n")?;
-        }
-    }
+    let cut: Option<Cut> = split.map(|split| -> Cut {
+        Box::new(move |frame: &Frame| split.cut(frame).map_err(|e| format!("{e:#}")))
+    });
+    let clock = alerts
+        .as_ref()
+        .map(|a| a.clock())
+        .unwrap_or(Clock::Footage {
+            start: chrono::Local::now().fixed_offset(),
+        });
+    let mut graph = StageGraph::new(
+        detector,
+        identity,
+        alerts.as_ref().map(|a| a.pipeline()),
+        clock,
+    );
+    let started = Instant::now();
+    let stdout = io::stdout();
+    let mut output = Output {
+        out: io::BufWriter::new(stdout.lock()),
+        totals: Totals::default(),
+        bar: ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {pos} frames, {per_sec}")
+                .expect("valid template"),
+        ),
+        alerts,
+    };
+    ReplayRunner::new(inputs, fps, cut)
+        .run(&mut graph, &mut output)
+        .context("replaying")?;
+    let Output {
+        mut out,
+        totals,
+        bar,
+        alerts,
+    } = output;
     out.flush()?;
     bar.finish_and_clear();
     print_summary(&args, &totals, started.elapsed());
-    if let Some(identity) = &identity {
-        identity.print_summary();
+    if let Some(s) = graph.identity_summary() {
+        eprintln!(
+            "  identity            {} persons detected, {} visits opened, {} cross-camera joins ({:.1} ms embedding per frame with people)",
+            s.persons_detected,
+            s.visits_opened,
+            s.cross_camera_joins,
+            totals.embed.as_secs_f64() * 1000.0 / s.persons_detected.max(1) as f64
+        );
     }
+    drop(graph);
     if let Some(a) = alerts {
         a.finish()?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Embeds person boxes and follows visits across cameras.
-struct Identity {
-    embedder: Embedder,
-    tracker: VisitTracker,
-    last_ms: u64,
-    embed_time: Duration,
+/// Writes the JSON lines, counts for the summary, and feeds the alert
+/// report.
+struct Output<W: Write> {
+    out: W,
+    totals: Totals,
+    bar: ProgressBar,
+    alerts: Option<alerts::Alerts>,
 }
 
-impl Identity {
-    fn new(cache: &ModelCache, args: &ReplayArgs) -> Result<Self> {
-        let mut config = IdentityConfig::default();
-        if let Some(s) = args.similarity {
-            if !(0.0..=1.0).contains(&s) {
-                bail!("--similarity must be between 0 and 1, got {s}");
+impl<W: Write> ReplayObserver for Output<W> {
+    fn frame(
+        &mut self,
+        frame: &Frame,
+        decoded: &Decoded,
+        outcome: &mut FrameOutcome,
+    ) -> std::result::Result<(), String> {
+        let t = &mut self.totals;
+        let people = outcome.detections.iter().filter(|d| d.is_person()).count() as u64;
+        t.frames += 1;
+        t.people += people;
+        t.frames_with_people += u64::from(people > 0);
+        t.decode += decoded.decode_time;
+        t.stages.preprocess += outcome.timings.preprocess;
+        t.stages.inference += outcome.timings.inference;
+        t.stages.postprocess += outcome.timings.postprocess;
+        t.embed += outcome.embed_time;
+        let written = (|| -> Result<()> {
+            write_line(&mut self.out, frame, &outcome.detections)?;
+            for event in &outcome.events {
+                serde_json::to_writer(&mut self.out, event)?;
+                self.out.write_all(b"\n")?;
             }
-            config.similarity_threshold = s;
-        }
-        let (embedder, tracker) =
-            runtime::identity_stage(cache, &args.embedder, args.threads, config)?;
-        Ok(Self {
-            embedder,
-            tracker,
-            last_ms: 0,
-            embed_time: Duration::ZERO,
-        })
-    }
-
-    fn observe(&mut self, frame: &Frame, detections: &[Detection]) -> Result<Vec<VisitEvent>> {
-        self.last_ms = self.last_ms.max(frame.pts_ms());
-        let boxes: Vec<_> = detections
-            .iter()
-            .filter(|d| d.is_person())
-            .map(|d| d.bbox)
-            .collect();
-        if boxes.is_empty() {
-            return Ok(self.tracker.tick(frame.pts_ms()));
-        }
-        let t = Instant::now();
-        let embeddings = self.embedder.embed(frame, &boxes)?;
-        self.embed_time += t.elapsed();
-        let sightings: Vec<Sighting> = boxes
-            .into_iter()
-            .zip(embeddings)
-            .map(|(b, e)| Sighting::from_frame(frame, b, e))
-            .collect();
-        Ok(self.tracker.observe(&sightings)?.events)
-    }
-
-    fn finish(&mut self) -> Vec<VisitEvent> {
-        self.tracker.finish(self.last_ms)
-    }
-
-    fn print_summary(&self) {
-        let s = self.tracker.summary();
-        eprintln!(
-            "  identity            {} persons detected, {} visits opened, {} cross-camera joins ({:.1} ms embedding per frame with people)",
-            s.persons_detected,
-            s.visits_opened,
-            s.cross_camera_joins,
-            self.embed_time.as_secs_f64() * 1000.0 / s.persons_detected.max(1) as f64
-        );
-    }
-}
-
-/// Frames of one input: the frame, its decode time, and when it left the
-/// decoder.
-type Decoded = Result<(Frame, Duration, Instant), IngestError>;
-
-/// Frames of several sources merged in timestamp order, as if the cameras
-/// ran side by side.
-fn interleave(
-    sources: Vec<Box<dyn Iterator<Item = Decoded>>>,
-) -> impl Iterator<Item = Result<(Frame, Duration, Instant)>> {
-    let mut sources: Vec<_> = sources.into_iter().map(|s| s.peekable()).collect();
-    std::iter::from_fn(move || {
-        let next = sources
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, s)| match s.peek() {
-                Some(Ok((f, _, _))) => Some((f.pts, i)),
-                // Errors come out first, so they are never hidden.
-                Some(Err(_)) => Some((Duration::ZERO, i)),
-                None => None,
-            })
-            .min()?;
-        sources[next.1]
-            .next()
-            .map(|item| item.context("reading an input"))
-    })
-}
-
-/// Decodes on its own thread so decoding overlaps detection; a small bound
-/// keeps memory flat (replay wants every sampled frame, so it blocks rather
-/// than drops).
-fn spawn_source(
-    input: &Path,
-    camera: Arc<str>,
-    fps: Fps,
-) -> Result<Box<dyn Iterator<Item = Decoded>>> {
-    let mut source = streamer_ingest::open(input, camera, fps)?;
-    let (tx, rx) = crossbeam_channel::bounded(2);
-    thread::Builder::new()
-        .name("replay-source".into())
-        .spawn(move || loop {
-            let t = Instant::now();
-            let item = source
-                .next_frame()
-                .map(|f| (f, t.elapsed(), Instant::now()));
-            let end = item.is_err();
-            if tx.send(item).is_err() || end {
-                break;
+            if self.alerts.is_some() {
+                self.out.flush()?;
             }
-        })
-        .context("spawning the source thread")?;
-    Ok(Box::new(rx.into_iter().map_while(|item| match item {
-        Err(IngestError::EndOfStream) => None,
-        other => Some(other),
-    })))
+            Ok(())
+        })();
+        written.map_err(|e| format!("writing the output: {e:#}"))?;
+        if let Some(a) = self.alerts.as_mut() {
+            a.observe(
+                &outcome.detections,
+                std::mem::take(&mut outcome.alerts),
+                decoded.decoded_at,
+            );
+        }
+        self.bar.inc(1);
+        Ok(())
+    }
+
+    fn visits(&mut self, events: &[VisitEvent]) -> std::result::Result<(), String> {
+        let written = (|| -> Result<()> {
+            for event in events {
+                serde_json::to_writer(&mut self.out, event)?;
+                self.out.write_all(b"\n")?;
+            }
+            Ok(())
+        })();
+        written.map_err(|e| format!("writing the output: {e:#}"))
+    }
 }
 
 fn write_line(out: &mut impl Write, frame: &Frame, detections: &[Detection]) -> Result<()> {

@@ -14,11 +14,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 use streamer_alerts::AlertPipeline;
-use streamer_core::{Detection, Frame};
+use streamer_core::Frame;
 use streamer_identity::VisitEvent;
 use streamer_models::ModelCache;
 use streamer_reason::ChatBackend;
-use streamer_runner::{Clock, HttpServer, IdentityStage, LiveRunner, Observer, Stages};
+use streamer_runner::{
+    Clock, FrameOutcome, HttpServer, IdentityStage, LiveRunner, Observer, StageGraph, Stages,
+};
 
 use crate::{config, runtime};
 
@@ -74,11 +76,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         eprintln!("camera {}: {}", cam.name, cam.input.redacted());
     }
     let stages = Stages {
-        detector,
-        identity: Some(IdentityStage { embedder, tracker }),
-        alerts: alerts.as_ref().map(|(a, _)| Arc::clone(a)),
+        graph: StageGraph::new(
+            detector,
+            Some(IdentityStage { embedder, tracker }),
+            alerts.as_ref().map(|(a, _)| Arc::clone(a)),
+            Clock::Wall(loaded.zone.clone()),
+        ),
         observer: Box::new(Terminal { json: args.json }),
-        clock: Clock::Wall(loaded.zone.clone()),
     };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -148,29 +152,42 @@ struct Terminal {
     json: bool,
 }
 
-impl Observer for Terminal {
-    fn frame(&mut self, frame: &Frame, detections: &[Detection]) {
-        if self.json {
-            let line = json!({
-                "camera": &*frame.camera, "seq": frame.seq, "time_ms": frame.pts_ms(),
-                "width": frame.width, "height": frame.height, "detections": detections,
-            });
+impl Terminal {
+    fn json_line(&self, line: &impl serde::Serialize) {
+        if let Ok(text) = serde_json::to_string(line) {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{text}");
+        }
+    }
+}
+
+impl Observer for Terminal {
+    fn frame(&mut self, frame: &Frame, outcome: &FrameOutcome) {
+        if self.json {
+            self.json_line(&json!({
+                "camera": &*frame.camera, "seq": frame.seq, "time_ms": frame.pts_ms(),
+                "width": frame.width, "height": frame.height, "detections": outcome.detections,
+            }));
+            self.visits(&outcome.events);
+        }
+        for receipt in &outcome.alerts {
+            let a = &receipt.initial;
+            eprintln!(
+                "{}  {:<12} {}  {:<10} {}",
+                chrono::Local::now().format("%H:%M:%S"),
+                a.camera,
+                a.visit_id,
+                a.urgency,
+                a.message
+            );
         }
     }
 
-    fn visit(&mut self, event: &VisitEvent) {
+    fn visits(&mut self, events: &[VisitEvent]) {
         if self.json {
-            if let Ok(line) = serde_json::to_string(event) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
+            for event in events {
+                self.json_line(event);
             }
         }
-    }
-
-    fn alert_sent(&mut self, camera: &str, visit_id: &str, alert_id: &str) {
-        let now = chrono::Local::now().format("%H:%M:%S");
-        eprintln!("{now}  {camera:<12} {visit_id}  alert {alert_id} sent (stage two follows)");
     }
 }

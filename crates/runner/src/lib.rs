@@ -1,22 +1,29 @@
-//! The stage graph of streamer, built by `streamer run` (live cameras).
+//! The stage graph of streamer, built by both `streamer run` (live cameras)
+//! and `streamer replay` (files): they differ only in sources and pacing.
 //!
 //! ```text
 //! source (GStreamer, supervised) ─freshest─▶ [motion gate] ─▶ detect ─▶ identity ─▶ alerts
 //! ```
-//! Each camera runs on its own thread under a supervisor that restarts it
+//! [`StageGraph`] runs the stages of one frame in order. Live
+//! ([`LiveRunner`]): each camera runs on its own thread under a supervisor that restarts it
 //! with backoff ([`camera`]); frames cross to the single inference thread
 //! through freshest-frame slots ([`handoff`]), served round-robin; every
 //! event is logged and counted in one place ([`telemetry`]); `/health` and
-//! `/metrics` are served over HTTP ([`http`]).
+//! `/metrics` are served over HTTP ([`http`]). Replay ([`ReplayRunner`]):
+//! each input decodes on its own thread behind a small bounded channel that
+//! blocks instead of dropping (lossless), and frames are taken in timestamp
+//! order across inputs, as fast as decoding allows.
 
 #![warn(missing_docs)]
 
 pub mod backoff;
 pub mod camera;
 pub mod clock;
+pub mod graph;
 pub mod handoff;
 pub mod http;
 pub mod live;
+pub mod replay;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -24,8 +31,10 @@ use std::net::SocketAddr;
 pub use backoff::Backoff;
 pub use camera::CameraSpec;
 pub use clock::{Clock, Zone};
+pub use graph::{FrameOutcome, IdentityStage, StageError, StageGraph};
 pub use http::HttpServer;
-pub use live::{IdentityStage, LiveRunner, Observer, Stages};
+pub use live::{LiveRunner, Observer, Stages};
+pub use replay::{ReplayInput, ReplayRunner};
 pub use telemetry::{CameraHealth, CameraState, Event, Telemetry};
 
 /// What can go wrong starting the pipeline.

@@ -1,0 +1,219 @@
+//! The stages every frame goes through, in order, whoever drives them:
+//! detect → identity (embed, visits) → alerts. `streamer run` feeds it from
+//! live cameras ([`crate::live`]), `streamer replay` from files
+//! ([`crate::replay`]); neither decides the order itself.
+//!
+//! [motion gate: a later stage goes in front of detection here]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamer_alerts::{encode_jpeg, AlertPipeline, AlertReceipt, VisitOpened};
+use streamer_core::{Detection, Frame};
+use streamer_identity::{EventKind, Sighting, VisitEvent, VisitTracker};
+use streamer_vision::{Detector, DetectorTimings, Embedder};
+
+use crate::clock::Clock;
+
+/// Embeds person boxes and follows visits across cameras.
+pub struct IdentityStage {
+    /// The person embedder.
+    pub embedder: Embedder,
+    /// Visits over the HNSW index.
+    pub tracker: VisitTracker,
+}
+
+/// What one frame produced.
+#[derive(Debug, Default)]
+pub struct FrameOutcome {
+    /// Detector output.
+    pub detections: Vec<Detection>,
+    /// Time in each part of detection.
+    pub timings: DetectorTimings,
+    /// Time embedding person crops.
+    pub embed_time: Duration,
+    /// Visits opened, changed or ended by this frame.
+    pub events: Vec<VisitEvent>,
+    /// Stage one of each alert this frame opened, with a way to wait for
+    /// stage two.
+    pub alerts: Vec<AlertReceipt>,
+}
+
+/// A stage failed on a frame.
+#[derive(Debug, thiserror::Error)]
+#[error("{stage}: {message}")]
+pub struct StageError {
+    /// `detect`, `embed`, `identity` or `alert`.
+    pub stage: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn failed(stage: &'static str) -> impl Fn(String) -> StageError {
+    move |message| StageError { stage, message }
+}
+
+/// Detect → identity → alerts, owned by one thread (every stage is
+/// `&mut self`).
+pub struct StageGraph {
+    detector: Detector,
+    identity: Option<IdentityStage>,
+    alerts: Option<Arc<AlertPipeline>>,
+    clock: Clock,
+    /// Last frame time with a person, per camera (ms on the frame clock).
+    last_person: BTreeMap<String, u64>,
+    present: BTreeMap<String, bool>,
+}
+
+impl StageGraph {
+    /// The graph over these stages. Without `identity` there are no visits,
+    /// so no alerts either.
+    pub fn new(
+        detector: Detector,
+        identity: Option<IdentityStage>,
+        alerts: Option<Arc<AlertPipeline>>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            detector,
+            identity,
+            alerts,
+            clock,
+            last_person: BTreeMap::new(),
+            present: BTreeMap::new(),
+        }
+    }
+
+    /// The alerts stage, if any.
+    pub fn alerts(&self) -> Option<&Arc<AlertPipeline>> {
+        self.alerts.as_ref()
+    }
+
+    /// Hands the alerts stage back (for shutdown).
+    pub fn take_alerts(&mut self) -> Option<Arc<AlertPipeline>> {
+        self.alerts.take()
+    }
+
+    /// The identity settings' visit end time, in ms.
+    fn visit_end_after_ms(&self) -> u64 {
+        self.identity
+            .as_ref()
+            .map_or(30_000, |i| i.tracker.config().visit_end_after_ms)
+    }
+
+    /// Runs one frame through every stage.
+    pub fn process(&mut self, frame: &Frame) -> Result<FrameOutcome, StageError> {
+        let (detections, timings) = self
+            .detector
+            .detect_timed(frame)
+            .map_err(|e| failed("detect")(e.to_string()))?;
+        let mut outcome = FrameOutcome {
+            detections,
+            timings,
+            ..FrameOutcome::default()
+        };
+        let boxes: Vec<_> = outcome
+            .detections
+            .iter()
+            .filter(|d| d.is_person())
+            .map(|d| d.bbox)
+            .collect();
+        if !boxes.is_empty() {
+            self.last_person
+                .insert(frame.camera.to_string(), frame.pts_ms());
+        }
+        self.update_presence(&frame.camera, frame.pts_ms());
+        let Some(identity) = self.identity.as_mut() else {
+            return Ok(outcome);
+        };
+        outcome.events = if boxes.is_empty() {
+            identity.tracker.tick(frame.pts_ms())
+        } else {
+            let t = Instant::now();
+            let embeddings = identity
+                .embedder
+                .embed(frame, &boxes)
+                .map_err(|e| failed("embed")(e.to_string()))?;
+            outcome.embed_time = t.elapsed();
+            let sightings: Vec<Sighting> = boxes
+                .into_iter()
+                .zip(embeddings)
+                .map(|(b, e)| Sighting::from_frame(frame, b, e))
+                .collect();
+            identity
+                .tracker
+                .observe(&sightings)
+                .map_err(|e| failed("identity")(e.to_string()))?
+                .events
+        };
+        if let Some(alerts) = &self.alerts {
+            for event in outcome.events.iter().filter(|e| e.kind == EventKind::New) {
+                let snapshot = encode_jpeg(frame.width, frame.height, &frame.rgb, 80)
+                    .map_err(|e| failed("alert")(e.to_string()))?;
+                let receipt = alerts
+                    .visit_opened(VisitOpened {
+                        camera: frame.camera.to_string(),
+                        visit_id: event.visit_id.to_string(),
+                        time: self.clock.local_time(frame.pts),
+                        width: frame.width,
+                        height: frame.height,
+                        detections: outcome.detections.clone(),
+                        snapshot_jpeg: Some(snapshot),
+                        image: None,
+                    })
+                    .map_err(|e| failed("alert")(e.to_string()))?;
+                outcome.alerts.push(receipt);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Time passes without frames (live): visits end, and the occupancy
+    /// sensor of a camera with nobody for a visit's end time turns off.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<VisitEvent> {
+        let cameras: Vec<String> = self.present.keys().cloned().collect();
+        for camera in cameras {
+            self.update_presence(&camera, now_ms);
+        }
+        match self.identity.as_mut() {
+            Some(identity) => identity.tracker.tick(now_ms),
+            None => Vec::new(),
+        }
+    }
+
+    /// The end: every open visit ends, every person sensor turns off.
+    pub fn finish(&mut self, now_ms: u64) -> Vec<VisitEvent> {
+        self.last_person.clear();
+        let cameras: Vec<String> = self.present.keys().cloned().collect();
+        for camera in cameras {
+            self.update_presence(&camera, now_ms);
+        }
+        match self.identity.as_mut() {
+            Some(identity) => identity.tracker.finish(now_ms),
+            None => Vec::new(),
+        }
+    }
+
+    /// The person sensor: on while somebody was seen within a visit's end
+    /// time (on the frame clock), off after.
+    fn update_presence(&mut self, camera: &str, now_ms: u64) {
+        let end_after = self.visit_end_after_ms();
+        let present = self
+            .last_person
+            .get(camera)
+            .is_some_and(|t| now_ms.saturating_sub(*t) < end_after);
+        if self.present.get(camera) == Some(&present) {
+            return;
+        }
+        self.present.insert(camera.to_string(), present);
+        if let Some(alerts) = &self.alerts {
+            alerts.set_person_present(camera, present);
+        }
+    }
+
+    /// Identity's summary (persons, visits, joins), if identity runs.
+    pub fn identity_summary(&self) -> Option<streamer_identity::IdentitySummary> {
+        self.identity.as_ref().map(|i| i.tracker.summary())
+    }
+}
