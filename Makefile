@@ -1,7 +1,8 @@
 # streamer: one-command setup for Debian 12.
 #
 #   make demo   install what is missing, fetch + verify models, build release,
-#               replay the sample footage through the detector
+#               replay the sample footage through the whole pipeline, printing
+#               each alert
 #   make test   install what is missing, fetch + verify models, run the tests
 #
 # Both are idempotent: a second run installs and downloads nothing.
@@ -40,8 +41,10 @@ llama-tools: deps
 test: models llama-tools
 	$(CARGO) test --locked --workspace --all-targets
 
+# The whole pipeline on the sample footage: detect -> identity -> describe ->
+# triage on the embedded LLM -> alerts, one readable line per alert.
 demo: models-release
-	$(CARGO) run --locked --release --quiet -- replay --fps $(FPS) "$$($(CARGO) run --locked --release --quiet -- models path vtest)"
+	STREAMER_LOG=error $(CARGO) run --locked --release --quiet -- replay --alerts --no-json --fps $(FPS) "$$($(CARGO) run --locked --release --quiet -- models path vtest)"
 
 build:
 	$(CARGO) build --locked --workspace --all-targets

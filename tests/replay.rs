@@ -376,3 +376,57 @@ fn one_input_split_into_overlapping_cameras_shares_visits_between_them() {
         "{stderr}"
     );
 }
+
+#[test]
+fn replay_alerts_print_one_line_per_stage_without_a_broker() {
+    let vtest = vtest();
+    let out = streamer(&[
+        "replay",
+        "--alerts",
+        "--no-json",
+        "--llm",
+        "none",
+        "--fps",
+        "0.5",
+        vtest.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "--no-json prints no JSON lines");
+    let stage_one: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("(stage one, rules)"))
+        .collect();
+    let stage_two = stderr
+        .lines()
+        .filter(|l| l.contains("(stage two, "))
+        .count();
+    assert!(!stage_one.is_empty(), "{stderr}");
+    assert_eq!(
+        stage_one.len(),
+        stage_two,
+        "every alert gets its stage two\n{stderr}"
+    );
+    assert!(
+        stage_one[0].starts_with("[00:"),
+        "footage time first: {}",
+        stage_one[0]
+    );
+    assert!(stage_one[0].contains(" vtest "), "{}", stage_one[0]);
+}
+
+#[test]
+fn alerts_without_identity_are_refused_instead_of_silently_never_sent() {
+    let out = streamer(&[
+        "replay",
+        "--no-identity",
+        "--alerts",
+        vtest().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--no-identity turns visits off"),
+        "{stderr}"
+    );
+}

@@ -127,6 +127,25 @@ impl AlertPipeline {
         config: &AlertsConfig,
         backend: Option<Arc<dyn ChatBackend>>,
     ) -> Result<Self, AlertsError> {
+        Self::start_with(config, backend, true)
+    }
+
+    /// The same stages without a broker: alerts are decided, journaled in
+    /// the outbox and handed back through their receipts, but never sent.
+    /// For a terminal-only run, give `config.outbox_dir` a throwaway
+    /// directory (nothing will ever acknowledge what is in it).
+    pub fn start_without_broker(
+        config: &AlertsConfig,
+        backend: Option<Arc<dyn ChatBackend>>,
+    ) -> Result<Self, AlertsError> {
+        Self::start_with(config, backend, false)
+    }
+
+    fn start_with(
+        config: &AlertsConfig,
+        backend: Option<Arc<dyn ChatBackend>>,
+        connect: bool,
+    ) -> Result<Self, AlertsError> {
         config.validate()?;
         let settings = MqttSettings::from_config(config)?;
         let outbox = Outbox::open(&config.outbox_dir)?;
@@ -154,10 +173,14 @@ impl AlertPipeline {
         for camera in config.cameras.keys() {
             inner.ensure_camera(camera);
         }
-        let publisher = MqttPublisher::start(settings, shared)?;
+        let publisher = if connect {
+            Some(MqttPublisher::start(settings, shared)?)
+        } else {
+            None
+        };
         Ok(Self {
             inner,
-            publisher: Some(publisher),
+            publisher,
             stage_two: Mutex::new(Vec::new()),
         })
     }

@@ -1,14 +1,16 @@
-//! Alerts during `streamer replay --mqtt`: every new visit goes to the
-//! alert pipeline (stage one at once, stage two described and triaged by
-//! the LLM), and the run reports how long the first alert and its update
-//! took from the frame that first showed a person.
+//! Alerts during `streamer replay --alerts` / `--mqtt`: every new visit goes
+//! to the alert pipeline (stage one at once, stage two described and triaged
+//! by the LLM), each alert is printed as one readable line, and the run
+//! reports how long the first alert and its update took from the frame that
+//! first showed a person. Without `--mqtt` the terminal is the only channel.
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use streamer_alerts::{Alert, AlertPipeline, AlertReceipt, AlertsConfig};
+use indicatif::ProgressBar;
+use streamer_alerts::{Alert, AlertPipeline, AlertReceipt, AlertsConfig, Stage};
 use streamer_core::Detection;
 use streamer_models::ModelCache;
 use streamer_reason::{ChatBackend, LlmRuntime};
@@ -26,11 +28,17 @@ pub struct Alerts {
     first_person: Option<Instant>,
     first_alert: Option<(String, Duration, Duration)>,
     stage_two: Option<JoinHandle<Option<(Alert, Duration)>>>,
+    /// Threads printing the other alerts' stage two.
+    printers: Vec<JoinHandle<Option<(Alert, Duration)>>>,
     sent: usize,
+    /// Alert lines are printed around the progress bar.
+    bar: ProgressBar,
+    /// The outbox of a run without a broker (deleted at exit).
+    _scratch: Option<tempfile::TempDir>,
 }
 
 impl Alerts {
-    pub fn start(cache: &ModelCache, args: &ReplayArgs) -> Result<Self> {
+    pub fn start(cache: &ModelCache, args: &ReplayArgs, bar: ProgressBar) -> Result<Self> {
         let mut config = match &args.alerts_config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -44,16 +52,28 @@ impl Alerts {
             config.mqtt.host = host;
             config.mqtt.port = port;
         }
+        // `--alerts` alone: the terminal is the only channel.
+        let terminal_only = args.mqtt.is_none() && args.alerts_config.is_none();
+        let scratch = if terminal_only {
+            let dir = tempfile::tempdir().context("creating a scratch outbox")?;
+            config.outbox_dir = dir.path().to_path_buf();
+            Some(dir)
+        } else {
+            None
+        };
         let runtime = runtime::llm(cache, &args.llm, args.llm_threads)?;
         let backend = runtime.clone().map(|r| r as Arc<dyn ChatBackend>);
-        eprintln!(
-            "alerts: MQTT {}:{}, stage two by {}",
-            config.mqtt.host,
-            config.mqtt.port,
-            backend
-                .as_ref()
-                .map_or("rules only".to_string(), |b| b.describe())
-        );
+        let by = backend
+            .as_ref()
+            .map_or("rules only".to_string(), |b| b.describe());
+        if terminal_only {
+            eprintln!("alerts: printed here (no broker), stage two by {by}");
+        } else {
+            eprintln!(
+                "alerts: MQTT {}:{}, stage two by {by}",
+                config.mqtt.host, config.mqtt.port
+            );
+        }
         let deadline = Duration::from_millis(config.triage.deadline_ms);
         let start = match &args.start {
             Some(text) => chrono::DateTime::parse_from_rfc3339(text).with_context(|| {
@@ -63,13 +83,20 @@ impl Alerts {
         };
         Ok(Self {
             clock: Clock::Footage { start },
-            pipeline: Arc::new(AlertPipeline::start(&config, backend)?),
+            pipeline: Arc::new(if terminal_only {
+                AlertPipeline::start_without_broker(&config, backend)?
+            } else {
+                AlertPipeline::start(&config, backend)?
+            }),
             runtime,
             deadline,
             first_person: None,
             first_alert: None,
             stage_two: None,
+            printers: Vec::new(),
             sent: 0,
+            bar,
+            _scratch: scratch,
         })
     }
 
@@ -87,11 +114,12 @@ impl Alerts {
         self.pipeline.set_connected(camera, true);
     }
 
-    /// Records when the first person and the first alert came, and waits
-    /// (on a thread) for that alert's stage two. `decoded_at`: when the
-    /// frame left the decoder.
+    /// Prints each alert as it opens and (from a thread) its stage two,
+    /// and records when the first person and the first alert came.
+    /// `decoded_at`: when the frame left the decoder.
     pub fn observe(
         &mut self,
+        pts: Duration,
         detections: &[Detection],
         receipts: Vec<AlertReceipt>,
         decoded_at: Instant,
@@ -101,28 +129,47 @@ impl Alerts {
         }
         for receipt in receipts {
             self.sent += 1;
-            if self.first_alert.is_some() {
-                continue;
-            }
+            let line = alert_line(pts, &receipt.initial, "stage one, rules");
+            self.bar.suspend(|| eprintln!("{line}"));
             let from = self.first_person.unwrap_or(decoded_at);
-            // Stage one counts once the broker has acknowledged it.
-            self.pipeline.wait_delivered(Duration::from_secs(5));
-            self.first_alert = Some((
-                receipt.id().to_string(),
-                receipt.stage_one_latency,
-                from.elapsed(),
-            ));
+            let first = self.first_alert.is_none();
+            if first {
+                // Stage one counts once the broker has acknowledged it.
+                self.pipeline.wait_delivered(Duration::from_secs(5));
+                self.first_alert = Some((
+                    receipt.id().to_string(),
+                    receipt.stage_one_latency,
+                    from.elapsed(),
+                ));
+            }
             let wait = self.deadline + Duration::from_secs(10);
-            self.stage_two = Some(thread::spawn(move || {
-                receipt
-                    .wait_stage_two(wait)
-                    .map(|alert| (alert, from.elapsed()))
-            }));
+            let bar = self.bar.clone();
+            let handle = thread::spawn(move || {
+                let alert = receipt.wait_stage_two(wait)?;
+                let source = match alert.stage {
+                    Stage::Fallback => format!(
+                        "stage two, fallback: {}",
+                        alert.fallback_reason.as_deref().unwrap_or("rules")
+                    ),
+                    _ => "stage two, model".to_string(),
+                };
+                let line = alert_line(pts, &alert, &source);
+                bar.suspend(|| eprintln!("{line}"));
+                Some((alert, from.elapsed()))
+            });
+            if first {
+                self.stage_two = Some(handle);
+            } else {
+                self.printers.push(handle);
+            }
         }
     }
 
     pub fn finish(mut self) -> Result<()> {
         let update = self.stage_two.take().and_then(|h| h.join().ok().flatten());
+        for printer in self.printers.drain(..) {
+            let _ = printer.join();
+        }
         let left = match Arc::try_unwrap(self.pipeline) {
             Ok(pipeline) => pipeline.shutdown(Duration::from_secs(10)),
             Err(shared) => shared.pending(),
@@ -159,6 +206,22 @@ impl Alerts {
         }
         Ok(())
     }
+}
+
+/// One readable line: footage time, camera, visit, urgency, message, and
+/// where the verdict came from.
+fn alert_line(pts: Duration, alert: &Alert, source: &str) -> String {
+    let s = pts.as_secs();
+    format!(
+        "[{:02}:{:02}.{}] {:<10} {}  {:<10} {}  ({source})",
+        s / 60,
+        s % 60,
+        pts.subsec_millis() / 100,
+        alert.camera,
+        alert.visit_id,
+        alert.urgency.to_string(),
+        alert.message
+    )
 }
 
 /// `HOST`, `HOST:PORT`, `[IPv6]:PORT` or a bare IPv6 address (port 1883).

@@ -60,6 +60,15 @@ pub struct ReplayArgs {
     /// 0.35, tuned for the calibrated MobileNetV2 embedder).
     #[arg(long)]
     pub(crate) similarity: Option<f32>,
+    /// Describe and triage every new visit and print each alert as one
+    /// readable line (footage time, camera, visit, urgency, message, model or
+    /// fallback). Alone, the terminal is the only channel; --mqtt also sends
+    /// them to a broker.
+    #[arg(long)]
+    pub(crate) alerts: bool,
+    /// Do not print the JSON lines (frames, visits) on stdout.
+    #[arg(long)]
+    pub(crate) no_json: bool,
     /// Send alerts to this MQTT broker (HOST or HOST:PORT) as visits open.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub(crate) mqtt: Option<String>,
@@ -143,7 +152,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     if args.llm_threads == 0 {
         bail!("--llm-threads must be at least 1");
     }
-    if args.no_identity && (args.mqtt.is_some() || args.alerts_config.is_some()) {
+    if args.no_identity && (args.alerts || args.mqtt.is_some() || args.alerts_config.is_some()) {
         bail!("alerts are sent per visit, and --no-identity turns visits off: drop one of them");
     }
     let cache = ModelCache::from_env();
@@ -165,9 +174,12 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
             runtime::identity_stage(&cache, &args.embedder, args.threads, config)?;
         Some(IdentityStage { embedder, tracker })
     };
-    let alerts = match (&args.mqtt, &args.alerts_config) {
-        (None, None) => None,
-        _ => Some(alerts::Alerts::start(&cache, &args)?),
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {pos} frames, {per_sec}").expect("valid template"),
+    );
+    let alerts = match (args.alerts, &args.mqtt, &args.alerts_config) {
+        (false, None, None) => None,
+        _ => Some(alerts::Alerts::start(&cache, &args, bar.clone())?),
     };
 
     let mut inputs = Vec::new();
@@ -208,10 +220,8 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let mut output = Output {
         out: io::BufWriter::new(stdout.lock()),
         totals: Totals::default(),
-        bar: ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {pos} frames, {per_sec}")
-                .expect("valid template"),
-        ),
+        bar,
+        json: !args.no_json,
         alerts,
     };
     ReplayRunner::new(inputs, fps, cut)
@@ -222,6 +232,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         totals,
         bar,
         alerts,
+        ..
     } = output;
     out.flush()?;
     bar.finish_and_clear();
@@ -248,6 +259,7 @@ struct Output<W: Write> {
     out: W,
     totals: Totals,
     bar: ProgressBar,
+    json: bool,
     alerts: Option<alerts::Alerts>,
 }
 
@@ -268,7 +280,11 @@ impl<W: Write> ReplayObserver for Output<W> {
         t.stages.inference += outcome.timings.inference;
         t.stages.postprocess += outcome.timings.postprocess;
         t.embed += outcome.embed_time;
+        let json = self.json;
         let written = (|| -> Result<()> {
+            if !json {
+                return Ok(());
+            }
             write_line(&mut self.out, frame, &outcome.detections)?;
             for event in &outcome.events {
                 serde_json::to_writer(&mut self.out, event)?;
@@ -282,6 +298,7 @@ impl<W: Write> ReplayObserver for Output<W> {
         written.map_err(|e| format!("writing the output: {e:#}"))?;
         if let Some(a) = self.alerts.as_mut() {
             a.observe(
+                frame.pts,
                 &outcome.detections,
                 std::mem::take(&mut outcome.alerts),
                 decoded.decoded_at,
@@ -292,6 +309,9 @@ impl<W: Write> ReplayObserver for Output<W> {
     }
 
     fn visits(&mut self, events: &[VisitEvent]) -> std::result::Result<(), String> {
+        if !self.json {
+            return Ok(());
+        }
         let written = (|| -> Result<()> {
             for event in events {
                 serde_json::to_writer(&mut self.out, event)?;
