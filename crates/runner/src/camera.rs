@@ -33,8 +33,22 @@ pub struct CameraSpec {
 /// How often a waiting supervisor looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Starts `spec`'s supervisor on a thread of its own, putting frames into
+/// slot `index` of `slots` until `stop` is set.
+pub fn spawn_camera(
+    spec: CameraSpec,
+    index: usize,
+    slots: Arc<FreshestSlots>,
+    telemetry: Arc<Telemetry>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name(format!("camera-{}", spec.name))
+        .spawn(move || supervise(spec, index, slots, telemetry, stop))
+}
+
 /// Runs `spec` until `stop` is set: the body of the camera's thread.
-pub(crate) fn supervise(
+fn supervise(
     spec: CameraSpec,
     index: usize,
     slots: Arc<FreshestSlots>,

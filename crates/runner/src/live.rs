@@ -18,7 +18,7 @@ use streamer_alerts::AlertPipeline;
 use streamer_core::Frame;
 use streamer_identity::VisitEvent;
 
-use crate::camera::{supervise, CameraSpec};
+use crate::camera::{spawn_camera, CameraSpec};
 use crate::graph::{FrameOutcome, StageGraph};
 use crate::handoff::FreshestSlots;
 use crate::telemetry::{CameraState, Event, Telemetry};
@@ -71,11 +71,8 @@ impl LiveRunner {
         let mut handles = Vec::new();
         for (index, spec) in cameras.into_iter().enumerate() {
             let (slots, telemetry, stop) = (slots.clone(), telemetry.clone(), stop.clone());
-            let name = format!("camera-{}", spec.name);
             handles.push(
-                thread::Builder::new()
-                    .name(name)
-                    .spawn(move || supervise(spec, index, slots, telemetry, stop))
+                spawn_camera(spec, index, slots, telemetry, stop)
                     .map_err(|e| RunnerError::Thread(e.to_string()))?,
             );
         }
