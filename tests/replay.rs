@@ -430,3 +430,46 @@ fn alerts_without_identity_are_refused_instead_of_silently_never_sent() {
         "{stderr}"
     );
 }
+
+#[test]
+fn replay_takes_its_settings_from_the_run_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[models]\nllm = \"none\"\n\n[identity]\nsimilarity_threshold = 0.4\n",
+    )
+    .unwrap();
+    let vtest = vtest();
+    let out = streamer(&[
+        "replay",
+        "--config",
+        good.to_str().unwrap(),
+        "--alerts",
+        "--fps",
+        "0.5",
+        vtest.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stage two by rules only"),
+        "llm = none came from the file: {stderr}"
+    );
+    assert!(!visit_events(&out).is_empty(), "{stderr}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[identity]\nsimilarity = 0.4\n").unwrap();
+    let out = streamer(&[
+        "replay",
+        "--config",
+        bad.to_str().unwrap(),
+        vtest.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("identity.similarity: unknown field"),
+        "{stderr}"
+    );
+}

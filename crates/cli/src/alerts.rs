@@ -40,6 +40,7 @@ pub struct Alerts {
 impl Alerts {
     pub fn start(cache: &ModelCache, args: &ReplayArgs, bar: ProgressBar) -> Result<Self> {
         let mut config = match &args.alerts_config {
+            None if args.file_alerts.is_some() => args.file_alerts.clone().expect("checked"),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -53,7 +54,8 @@ impl Alerts {
             config.mqtt.port = port;
         }
         // `--alerts` alone: the terminal is the only channel.
-        let terminal_only = args.mqtt.is_none() && args.alerts_config.is_none();
+        let terminal_only =
+            args.mqtt.is_none() && args.alerts_config.is_none() && args.file_alerts.is_none();
         let scratch = if terminal_only {
             let dir = tempfile::tempdir().context("creating a scratch outbox")?;
             config.outbox_dir = dir.path().to_path_buf();

@@ -23,7 +23,7 @@ use streamer_runner::{Clock, FrameOutcome, IdentityStage, ReplayInput, ReplayRun
 use streamer_vision::DetectorTimings;
 
 use crate::split::SplitManifest;
-use crate::{alerts, bench_cmd, runtime};
+use crate::{alerts, bench_cmd, config, runtime};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -72,6 +72,19 @@ pub struct ReplayArgs {
     /// Send alerts to this MQTT broker (HOST or HOST:PORT) as visits open.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub(crate) mqtt: Option<String>,
+    /// Take models, identity and alert settings from the config file that
+    /// `streamer run` uses (its `[cameras]` are not replayed; the inputs
+    /// are). Alerts go to its `[mqtt]` broker if it has one.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "alerts_config", "similarity", "detector", "embedder", "llm", "llm_threads", "threads", "score",
+    ])]
+    pub(crate) config: Option<PathBuf>,
+    /// Identity settings from `--config`.
+    #[arg(skip)]
+    pub(crate) file_identity: Option<IdentityConfig>,
+    /// Alert settings from `--config` (when it has `[mqtt]`).
+    #[arg(skip)]
+    pub(crate) file_alerts: Option<streamer_alerts::AlertsConfig>,
     /// Alerts configuration (TOML: mqtt, routing, triage, cameras).
     #[arg(long, value_name = "FILE")]
     pub(crate) alerts_config: Option<PathBuf>,
@@ -115,7 +128,7 @@ struct Totals {
     embed: Duration,
 }
 
-pub fn run(args: ReplayArgs) -> Result<ExitCode> {
+pub fn run(mut args: ReplayArgs) -> Result<ExitCode> {
     if args.bench {
         // All 131 tests on the embedded model. It has no vision projector,
         // so the image tests run through a generated one: they exercise the
@@ -140,6 +153,18 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         Some(path) => Some(SplitManifest::load(path)?),
         None => None,
     };
+    if let Some(path) = &args.config {
+        let loaded = config::load(path, &|name| std::env::var(name).ok())?;
+        let m = &loaded.config.models;
+        args.detector = m.detector.clone();
+        args.embedder = m.embedder.clone();
+        args.llm = m.llm.clone();
+        args.llm_threads = m.llm_threads;
+        args.threads = m.detector_threads;
+        args.score = m.score;
+        args.file_identity = Some(loaded.config.identity.clone());
+        args.file_alerts = loaded.alerts_config();
+    }
     if let Some(s) = args.score {
         if !(0.0..=1.0).contains(&s) {
             bail!("--score must be between 0 and 1, got {s}");
@@ -152,7 +177,11 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     if args.llm_threads == 0 {
         bail!("--llm-threads must be at least 1");
     }
-    if args.no_identity && (args.alerts || args.mqtt.is_some() || args.alerts_config.is_some()) {
+    let wants_alerts = args.alerts
+        || args.mqtt.is_some()
+        || args.alerts_config.is_some()
+        || args.file_alerts.is_some();
+    if args.no_identity && wants_alerts {
         bail!("alerts are sent per visit, and --no-identity turns visits off: drop one of them");
     }
     let cache = ModelCache::from_env();
@@ -163,7 +192,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let identity = if args.no_identity {
         None
     } else {
-        let mut config = IdentityConfig::default();
+        let mut config = args.file_identity.clone().unwrap_or_default();
         if let Some(s) = args.similarity {
             if !(0.0..=1.0).contains(&s) {
                 bail!("--similarity must be between 0 and 1, got {s}");
@@ -177,9 +206,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {pos} frames, {per_sec}").expect("valid template"),
     );
-    let alerts = match (args.alerts, &args.mqtt, &args.alerts_config) {
-        (false, None, None) => None,
-        _ => Some(alerts::Alerts::start(&cache, &args, bar.clone())?),
+    let alerts = if wants_alerts {
+        Some(alerts::Alerts::start(&cache, &args, bar.clone())?)
+    } else {
+        None
     };
 
     let mut inputs = Vec::new();
