@@ -38,7 +38,7 @@ enum Command {
     /// Run footage (video files or image folders) through decode -> detect.
     ///
     /// Prints one JSON line per sampled frame on stdout and a summary on stderr.
-    Replay(replay::ReplayArgs),
+    Replay(Box<replay::ReplayArgs>),
     /// Score a model on the home-security assistant benchmark (96 LLM tests in
     /// 15 suites, 35 image tests), or measure its speed against llama.cpp's
     /// own tools (`--mode perf`). Runs offline on the in-process model unless
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Replay(args) => replay::run(args),
+        Command::Replay(args) => replay::run(*args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Models { command } => models_cmd::run(command),
     };
