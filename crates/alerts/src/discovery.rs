@@ -79,8 +79,15 @@ fn component(platform: &str, unique_id: &str, name: &str, extra: Value) -> Value
     Value::Object(map)
 }
 
-/// The discovery message of one camera: `(topic, payload)`.
-pub fn camera_discovery(topics: &Topics, camera: &str, display_name: &str) -> (String, Value) {
+/// The discovery message of one camera: `(topic, payload)`. Without a
+/// model (`with_model` false) there is no model-latency sensor, rather than
+/// one that stays unknown forever.
+pub fn camera_discovery(
+    topics: &Topics,
+    camera: &str,
+    display_name: &str,
+    with_model: bool,
+) -> (String, Value) {
     let slug = camera_slug(camera);
     let device_id = camera_device_id(camera);
     let id = |what: &str| format!("{slug}_{what}");
@@ -168,6 +175,9 @@ pub fn camera_discovery(topics: &Topics, camera: &str, display_name: &str) -> (S
             json!({"unit_of_measurement": "ms", "device_class": "duration", "state_class": "measurement"}),
         ),
     ] {
+        if what == "model_latency" && !with_model {
+            continue;
+        }
         let mut config = json!({
             "state_topic": diagnostics,
             "value_template": format!("{{{{ value_json.{field} }}}}"),
@@ -272,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_camera_is_one_device_with_its_entities() {
-        let (topic, payload) = camera_discovery(&topics(), "Front Door", "Front door");
+        let (topic, payload) = camera_discovery(&topics(), "Front Door", "Front door", true);
         assert_eq!(topic, "homeassistant/device/streamer_front_door/config");
         assert_eq!(payload["dev"]["ids"][0], "streamer_front_door");
         assert_eq!(payload["dev"]["via_device"], HUB_DEVICE_ID);
@@ -280,6 +290,19 @@ mod tests {
         assert_eq!(payload["avty"][0]["topic"], "streamer/availability");
         let cmps = payload["cmps"].as_object().unwrap();
         assert_eq!(cmps.len(), 8);
+        assert_eq!(payload["avty_mode"], "all");
+        assert_eq!(
+            payload["avty"][1]["topic"],
+            "streamer/front_door/availability"
+        );
+        // The connectivity sensor shows OFF for a dead camera, not unavailable.
+        let connected = &cmps["front_door_connected"]["avty"];
+        assert_eq!(connected.as_array().unwrap().len(), 1);
+        // Without a model there is no latency sensor that stays unknown.
+        let (_, no_model) = camera_discovery(&topics(), "Front Door", "Front door", false);
+        let no_model = no_model["cmps"].as_object().unwrap();
+        assert_eq!(no_model.len(), 7);
+        assert!(!no_model.contains_key("front_door_model_latency"));
 
         let event = &cmps["front_door_alert"];
         assert_eq!(event["p"], "event");

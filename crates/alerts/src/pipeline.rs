@@ -382,7 +382,8 @@ impl AlertPipeline {
 
 impl Inner {
     fn ensure_camera(&self, camera: &str) {
-        let (topic, _) = camera_discovery(&self.topics, camera, camera);
+        let with_model = self.backend.is_some();
+        let (topic, _) = camera_discovery(&self.topics, camera, camera, with_model);
         if self.shared.has_discovery(&topic) {
             return;
         }
@@ -392,7 +393,7 @@ impl Inner {
             .get(camera)
             .and_then(|c| c.display_name.clone())
             .unwrap_or_else(|| camera.to_string());
-        let (topic, payload) = camera_discovery(&self.topics, camera, &display);
+        let (topic, payload) = camera_discovery(&self.topics, camera, &display, with_model);
         self.shared
             .set_discovery(topic, payload.to_string().into_bytes());
         self.publish_diagnostics(camera, CameraDiagnostics::default());
