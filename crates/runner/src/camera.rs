@@ -109,7 +109,7 @@ fn supervise(
                 });
             }
         }
-        // The failed pipeline is already torn down (dropped in run_once).
+        // The failed pipeline is being torn down on its own thread.
         sleep_unless_stopped(retry_in, &stop);
     }
 }
@@ -146,6 +146,49 @@ fn run_once(
             }
         }
     };
+    let outcome = watch(
+        spec,
+        camera,
+        index,
+        slots,
+        telemetry,
+        stop,
+        started,
+        was_online,
+        &mut source,
+    );
+    release(source, camera);
+    outcome
+}
+
+/// Tears a pipeline down off the supervisor's thread: rtspsrc's shutdown
+/// can wait on a dead server's TCP connection for a long time, and the
+/// camera must be reported and retried meanwhile.
+fn release(source: LiveSource, camera: &str) {
+    let spawned = thread::Builder::new()
+        .name(format!("teardown-{camera}"))
+        .spawn(move || drop(source));
+    if let Err(e) = spawned {
+        tracing::warn!(
+            camera,
+            "cannot start a teardown thread ({e}); the pipeline leaks"
+        );
+    }
+}
+
+/// Pulls frames from a running pipeline until it fails, stalls or `stop`.
+#[allow(clippy::too_many_arguments)]
+fn watch(
+    spec: &CameraSpec,
+    camera: &Arc<str>,
+    index: usize,
+    slots: &FreshestSlots,
+    telemetry: &Telemetry,
+    stop: &AtomicBool,
+    started: Instant,
+    was_online: &mut bool,
+    source: &mut LiveSource,
+) -> Outcome {
     let mut last = started;
     let mut got_frames = false;
     loop {
