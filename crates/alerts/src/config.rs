@@ -209,8 +209,11 @@ pub struct TriageConfig {
     /// verdict is sent, marked as such.
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
-    /// Model calls allowed in flight at once; a visit that would exceed it
-    /// gets the rule-based verdict at once (a slow model cannot pile up work).
+    /// Stage twos allowed waiting for or on the model at once (one model
+    /// call runs at a time); a visit that would exceed it gets the
+    /// rule-based verdict at once, so a slow model cannot pile up work.
+    /// Queued work whose deadline passed or whose visit ended is dropped
+    /// before it reaches the model.
     #[serde(default = "default_max_model_jobs")]
     pub max_model_jobs: usize,
     /// Start of night for the rule-based urgency, `HH:MM` local.

@@ -8,7 +8,7 @@
 //!   urgencies), an image entity (the latest alert snapshot), binary sensors
 //!   for a person being present (occupancy) and the camera being connected
 //!   (connectivity), and diagnostic sensors (fps, dropped frames,
-//!   reconnects, last model latency);
+//!   reconnects, frames without motion, last model latency);
 //! * one hub device: a mode select, a notifications switch and a suspend
 //!   number that change routing at run time.
 //!
@@ -169,6 +169,12 @@ pub fn camera_discovery(
             json!({"state_class": "total_increasing"}),
         ),
         (
+            "frames_gated_out",
+            "Frames without motion",
+            "frames_gated_out",
+            json!({"state_class": "total_increasing"}),
+        ),
+        (
             "model_latency",
             "Model latency",
             "model_latency_ms",
@@ -289,7 +295,7 @@ mod tests {
         assert_eq!(payload["o"]["name"], "streamer");
         assert_eq!(payload["avty"][0]["topic"], "streamer/availability");
         let cmps = payload["cmps"].as_object().unwrap();
-        assert_eq!(cmps.len(), 8);
+        assert_eq!(cmps.len(), 9);
         assert_eq!(payload["avty_mode"], "all");
         assert_eq!(
             payload["avty"][1]["topic"],
@@ -301,7 +307,7 @@ mod tests {
         // Without a model there is no latency sensor that stays unknown.
         let (_, no_model) = camera_discovery(&topics(), "Front Door", "Front door", false);
         let no_model = no_model["cmps"].as_object().unwrap();
-        assert_eq!(no_model.len(), 7);
+        assert_eq!(no_model.len(), 8);
         assert!(!no_model.contains_key("front_door_model_latency"));
 
         let event = &cmps["front_door_alert"];
@@ -325,6 +331,7 @@ mod tests {
             "fps",
             "dropped_frames",
             "reconnects",
+            "frames_gated_out",
             "model_latency",
             "connected",
         ] {

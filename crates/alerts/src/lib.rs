@@ -28,6 +28,7 @@
 pub mod alert;
 pub mod config;
 pub mod discovery;
+mod model_queue;
 pub mod mqtt;
 pub mod outbox;
 pub mod pipeline;
@@ -38,7 +39,10 @@ use std::path::PathBuf;
 
 pub use alert::{Alert, Stage, Topics};
 pub use config::AlertsConfig;
-pub use pipeline::{encode_jpeg, AlertPipeline, AlertReceipt, CameraDiagnostics, VisitOpened};
+pub use model_queue::ModelQueueStats;
+pub use pipeline::{
+    encode_jpeg, AlertPipeline, AlertReceipt, CameraDiagnostics, LiveFigures, VisitOpened,
+};
 
 /// What can go wrong in the alerts stage.
 #[derive(Debug, thiserror::Error)]

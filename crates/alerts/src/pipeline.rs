@@ -8,7 +8,7 @@
 //! holds up stage one or the caller.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 use streamer_core::Detection;
-use streamer_reason::{triage, ChatBackend, Describer, ImageInput, Scene, TriageInput};
+use streamer_reason::{ChatBackend, ImageInput, Scene};
 
 use crate::alert::{Alert, Stage, Topics};
 use crate::config::{camera_slug, AlertsConfig};
 use crate::discovery::{camera_discovery, hub_discovery};
+use crate::model_queue::{Job, Judged, ModelQueue, ModelQueueStats};
 use crate::mqtt::{lock, on_off, DeliveryCounts, MqttPublisher, MqttSettings, Shared};
 use crate::outbox::{NewMessage, Outbox};
 use crate::policy::{decide, AlertCandidate, Decision, Policy, RoutingState};
@@ -59,8 +60,24 @@ pub struct CameraDiagnostics {
     pub dropped_frames: u64,
     /// Source reconnections so far.
     pub reconnects: u64,
+    /// Frames the motion gate kept from detection so far.
+    pub frames_gated_out: u64,
     /// Describe + triage time of the last stage two, in ms.
     pub model_latency_ms: Option<u64>,
+}
+
+/// A camera's figures from the live pipeline, for
+/// [`AlertPipeline::set_diagnostics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LiveFigures {
+    /// Frames per second processed.
+    pub fps: f64,
+    /// Frames dropped so far.
+    pub dropped_frames: u64,
+    /// Source reconnections so far.
+    pub reconnects: u64,
+    /// Frames the motion gate kept from detection so far.
+    pub frames_gated_out: u64,
 }
 
 /// What `visit_opened` returns: stage one as sent, and a way to wait for
@@ -94,7 +111,7 @@ struct Inner {
     topics: Topics,
     shared: Arc<Shared>,
     backend: Option<Arc<dyn ChatBackend>>,
-    model_jobs: AtomicUsize,
+    model_queue: Option<ModelQueue>,
     diagnostics: Mutex<BTreeMap<String, CameraDiagnostics>>,
     alert_counter: AtomicU64,
 }
@@ -160,13 +177,20 @@ impl AlertPipeline {
         let (topic, payload) = hub_discovery(&topics, &policy.mode_names());
         shared.set_discovery(topic, payload.to_string().into_bytes());
         shared.publish_hub_states();
+        let model_queue = match &backend {
+            Some(backend) => Some(
+                ModelQueue::start(Arc::clone(backend), config.triage.max_model_jobs)
+                    .map_err(|e| AlertsError::Runtime(e.to_string()))?,
+            ),
+            None => None,
+        };
         let inner = Arc::new(Inner {
             config: config.clone(),
             policy,
             topics,
             shared: Arc::clone(&shared),
             backend,
-            model_jobs: AtomicUsize::new(0),
+            model_queue,
             diagnostics: Mutex::new(BTreeMap::new()),
             alert_counter: AtomicU64::new(0),
         });
@@ -244,13 +268,16 @@ impl AlertPipeline {
             "Stage one stored"
         );
 
+        // Queued here, on the caller's thread, so that a `visit_ended`
+        // that follows always finds the job.
+        let asked = inner.ask_model(&visit, started);
         let (tx, rx) = mpsc::channel();
         let stage_two_inner = Arc::clone(&self.inner);
         let first = initial.clone();
         let handle = thread::Builder::new()
             .name("alerts-stage2".into())
             .spawn(move || {
-                let alert = stage_two_inner.stage_two(first, visit, verdict);
+                let alert = stage_two_inner.stage_two(first, &visit, verdict, asked);
                 let _ = tx.send(alert);
             })
             .map_err(|e| AlertsError::Runtime(e.to_string()))?;
@@ -292,14 +319,15 @@ impl AlertPipeline {
         );
     }
 
-    /// Updates the camera's fps, dropped frames and reconnects (the model
-    /// latency comes from stage two).
-    pub fn set_diagnostics(&self, camera: &str, fps: f64, dropped_frames: u64, reconnects: u64) {
+    /// Updates the camera's live figures (the model latency comes from
+    /// stage two and is kept).
+    pub fn set_diagnostics(&self, camera: &str, live: LiveFigures) {
         self.inner.ensure_camera(camera);
         self.inner.update_diagnostics(camera, |d| {
-            d.fps = fps;
-            d.dropped_frames = dropped_frames;
-            d.reconnects = reconnects;
+            d.fps = live.fps;
+            d.dropped_frames = live.dropped_frames;
+            d.reconnects = live.reconnects;
+            d.frames_gated_out = live.frames_gated_out;
         });
     }
 
@@ -362,11 +390,29 @@ impl AlertPipeline {
         }
     }
 
+    /// The visit has ended: a stage two of it still waiting for the model
+    /// is dropped (its alert keeps the rule-based verdict, with the reason)
+    /// instead of spending a model call on someone who has left.
+    pub fn visit_ended(&self, visit_id: &str) {
+        if let Some(queue) = &self.inner.model_queue {
+            queue.visit_ended(visit_id);
+        }
+    }
+
+    /// What the stage-two model queue holds and has done; `None` without a
+    /// model.
+    pub fn model_queue(&self) -> Option<ModelQueueStats> {
+        self.inner.model_queue.as_ref().map(ModelQueue::stats)
+    }
+
     /// Clean exit: waits for running stage twos (each is bounded by the
     /// deadline), sends what is pending for up to `flush`, publishes
     /// `stopped` and disconnects. Returns the number of messages left in the
     /// outbox for the next start.
     pub fn shutdown(mut self, flush: Duration) -> usize {
+        if let Some(queue) = &self.inner.model_queue {
+            queue.close();
+        }
         let handles: Vec<_> = lock(&self.stage_two).drain(..).collect();
         for handle in handles {
             if handle.join().is_err() {
@@ -456,15 +502,15 @@ impl Inner {
     }
 
     fn stage_two(
-        self: &Arc<Self>,
+        &self,
         initial: Alert,
-        visit: VisitOpened,
+        visit: &VisitOpened,
         rules: RuleVerdict,
+        asked: Result<ModelAnswer, String>,
     ) -> Alert {
         let started = Instant::now();
-        let deadline = Duration::from_millis(self.config.triage.deadline_ms);
         let mut alert = initial.clone();
-        match self.ask_model(&visit, deadline) {
+        match asked.and_then(ModelAnswer::wait) {
             Ok(judged) => {
                 alert.stage = Stage::Triaged;
                 alert.urgency = judged.urgency;
@@ -512,22 +558,14 @@ impl Inner {
         alert
     }
 
-    /// Describe + triage on a model thread, waited for up to `deadline`.
-    fn ask_model(
-        self: &Arc<Self>,
-        visit: &VisitOpened,
-        deadline: Duration,
-    ) -> Result<Judged, String> {
-        let Some(backend) = &self.backend else {
+    /// Queues describe + triage for the model, due `triage.deadline_ms`
+    /// after `started`.
+    fn ask_model(&self, visit: &VisitOpened, started: Instant) -> Result<ModelAnswer, String> {
+        let Some(queue) = &self.model_queue else {
             return Err("no model configured".into());
         };
-        let max = self.config.triage.max_model_jobs;
-        if self.model_jobs.fetch_add(1, Ordering::SeqCst) >= max {
-            self.model_jobs.fetch_sub(1, Ordering::SeqCst);
-            return Err(format!("model busy ({max} calls still running)"));
-        }
+        let deadline = Duration::from_millis(self.config.triage.deadline_ms);
         let (tx, rx) = mpsc::channel();
-        let backend = Arc::clone(backend);
         let notes = self
             .config
             .cameras
@@ -545,28 +583,19 @@ impl Inner {
             height: visit.height,
             detections: visit.detections.clone(),
         };
-        // The model thread may outlive the deadline; it then finishes in
-        // the background, its answer unused, and frees its job slot.
-        let inner = Arc::clone(self);
-        let spawned = thread::Builder::new()
-            .name("alerts-model".into())
-            .spawn(move || {
-                let result = describe_and_triage(&*backend, &scene, notes);
-                inner.model_jobs.fetch_sub(1, Ordering::SeqCst);
-                let _ = tx.send(result);
-            });
-        if let Err(e) = spawned {
-            self.model_jobs.fetch_sub(1, Ordering::SeqCst);
-            return Err(format!("cannot start the model thread: {e}"));
-        }
-        match rx.recv_timeout(deadline) {
-            Ok(Ok(judged)) => Ok(judged),
-            Ok(Err(e)) => Err(format!("model failed: {e}")),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                Err(format!("deadline of {} ms expired", deadline.as_millis()))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err("the model thread panicked".into()),
-        }
+        queue.submit(Job {
+            visit_id: visit.visit_id.clone(),
+            camera: visit.camera.clone(),
+            scene,
+            camera_notes: notes,
+            deadline: started + deadline,
+            reply: tx,
+        });
+        Ok(ModelAnswer {
+            reply: rx,
+            started,
+            deadline,
+        })
     }
 
     fn update_diagnostics(&self, camera: &str, change: impl FnOnce(&mut CameraDiagnostics)) {
@@ -586,43 +615,28 @@ impl Inner {
     }
 }
 
-/// A verdict from the model.
-struct Judged {
-    urgency: streamer_core::Urgency,
-    message: String,
-    should_notify: bool,
-    description: String,
-    description_source: String,
-    injection_suspected: bool,
+/// A queued model job's answer, to be waited for.
+struct ModelAnswer {
+    reply: mpsc::Receiver<Result<Judged, String>>,
+    started: Instant,
+    deadline: Duration,
 }
 
-fn describe_and_triage(
-    backend: &dyn ChatBackend,
-    scene: &Scene,
-    camera_notes: String,
-) -> Result<Judged, streamer_reason::ReasonError> {
-    let description = Describer::new(backend).describe(scene)?;
-    let outcome = triage(
-        backend,
-        &TriageInput {
-            camera: scene.camera.clone(),
-            time: scene.time.clone(),
-            camera_notes,
-            description: description.text.clone(),
-        },
-    )?;
-    let source = serde_json::to_value(description.source)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    Ok(Judged {
-        urgency: outcome.triage.urgency,
-        message: outcome.triage.alert_message,
-        should_notify: outcome.triage.should_notify,
-        description: description.text,
-        description_source: source,
-        injection_suspected: outcome.injection_suspected,
-    })
+impl ModelAnswer {
+    /// The verdict, or why there is none, by the deadline.
+    fn wait(self) -> Result<Judged, String> {
+        let expired = || format!("deadline of {} ms expired", self.deadline.as_millis());
+        let left = self.deadline.saturating_sub(self.started.elapsed());
+        match self.reply.recv_timeout(left) {
+            Ok(Ok(judged)) => Ok(judged),
+            // The worker's own expiry notice can beat this timeout by a
+            // hair; either way the deadline is what expired.
+            Ok(Err(_)) if self.started.elapsed() >= self.deadline => Err(expired()),
+            Ok(Err(reason)) => Err(reason),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(expired()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err("the model worker stopped".into()),
+        }
+    }
 }
 
 /// Detector labels, one per detection.

@@ -108,6 +108,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                         "connected": alerts.as_ref().is_some_and(|a| a.is_connected()),
                         "outbox_depth": alerts.as_ref().map(|a| a.pending()),
                     },
+                    "model_queue": alerts.as_ref().and_then(|a| a.model_queue()),
                 })
             }),
         )?

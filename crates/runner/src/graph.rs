@@ -3,7 +3,9 @@
 //! live cameras ([`crate::live`]), `streamer replay` from files
 //! ([`crate::replay`]); neither decides the order itself.
 //!
-//! [motion gate: a later stage goes in front of detection here]
+//! In front of detection sits the optional motion gate
+//! ([`streamer_motion::MotionGate`]): a frame without motion skips
+//! detection, though time still passes for identity (visits end).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use streamer_alerts::{encode_jpeg, AlertPipeline, AlertReceipt, VisitOpened};
 use streamer_core::{Detection, Frame};
 use streamer_identity::{EventKind, Sighting, VisitEvent, VisitTracker};
+use streamer_motion::{GateCounts, GateDecision, MotionGate};
 use streamer_vision::{Detector, DetectorTimings, Embedder};
 
 use crate::clock::Clock;
@@ -27,6 +30,9 @@ pub struct IdentityStage {
 /// What one frame produced.
 #[derive(Debug, Default)]
 pub struct FrameOutcome {
+    /// The motion gate's decision (`None` without a gate). A frame it
+    /// closed on was not detected: no detections, no timings.
+    pub gate: Option<GateDecision>,
     /// Detector output.
     pub detections: Vec<Detection>,
     /// Time in each part of detection.
@@ -57,6 +63,7 @@ fn failed(stage: &'static str) -> impl Fn(String) -> StageError {
 /// Detect → identity → alerts, owned by one thread (every stage is
 /// `&mut self`).
 pub struct StageGraph {
+    gate: Option<MotionGate>,
     detector: Detector,
     identity: Option<IdentityStage>,
     alerts: Option<Arc<AlertPipeline>>,
@@ -64,6 +71,7 @@ pub struct StageGraph {
     /// Last frame time with a person, per camera (ms on the frame clock).
     last_person: BTreeMap<String, u64>,
     present: BTreeMap<String, bool>,
+    drop_ended_model_work: bool,
 }
 
 impl StageGraph {
@@ -76,12 +84,46 @@ impl StageGraph {
         clock: Clock,
     ) -> Self {
         Self {
+            gate: None,
             detector,
             identity,
             alerts,
             clock,
             last_person: BTreeMap::new(),
             present: BTreeMap::new(),
+            drop_ended_model_work: false,
+        }
+    }
+
+    /// Puts the motion gate in front of detection.
+    pub fn with_motion_gate(mut self, gate: MotionGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// What the motion gate did on a camera (`None` without a gate).
+    pub fn gate_counts(&self, camera: &str) -> Option<GateCounts> {
+        self.gate.as_ref().map(|g| g.counts(camera))
+    }
+
+    /// Live: when a visit ends, its stage two still waiting for the model
+    /// is dropped (the person has left; the rules' verdict stands). Off for
+    /// replay, where footage time runs far ahead of the model.
+    pub fn drop_model_work_of_ended_visits(&mut self, on: bool) {
+        self.drop_ended_model_work = on;
+    }
+
+    /// Tells the alerts stage which visits ended (see
+    /// [`Self::drop_model_work_of_ended_visits`]).
+    fn visits_ended(&self, events: &[VisitEvent]) {
+        if !self.drop_ended_model_work {
+            return;
+        }
+        let Some(alerts) = &self.alerts else {
+            return;
+        };
+        for event in events.iter().filter(|e| e.kind == EventKind::End) {
+            alerts.visit_ended(&event.visit_id.to_string());
         }
     }
 
@@ -104,11 +146,29 @@ impl StageGraph {
 
     /// Runs one frame through every stage.
     pub fn process(&mut self, frame: &Frame) -> Result<FrameOutcome, StageError> {
+        let gate = self.gate.as_mut().map(|gate| {
+            let visit_open = self.present.get(&*frame.camera).copied().unwrap_or(false);
+            gate.judge(frame, visit_open)
+        });
+        if gate.is_some_and(|g| !g.passes()) {
+            self.update_presence(&frame.camera, frame.pts_ms());
+            let events = match self.identity.as_mut() {
+                Some(identity) => identity.tracker.tick(frame.pts_ms()),
+                None => Vec::new(),
+            };
+            self.visits_ended(&events);
+            return Ok(FrameOutcome {
+                gate,
+                events,
+                ..FrameOutcome::default()
+            });
+        }
         let (detections, timings) = self
             .detector
             .detect_timed(frame)
             .map_err(|e| failed("detect")(e.to_string()))?;
         let mut outcome = FrameOutcome {
+            gate,
             detections,
             timings,
             ..FrameOutcome::default()
@@ -166,6 +226,7 @@ impl StageGraph {
                 outcome.alerts.push(receipt);
             }
         }
+        self.visits_ended(&outcome.events);
         Ok(outcome)
     }
 
@@ -176,10 +237,12 @@ impl StageGraph {
         for camera in cameras {
             self.update_presence(&camera, now_ms);
         }
-        match self.identity.as_mut() {
+        let events = match self.identity.as_mut() {
             Some(identity) => identity.tracker.tick(now_ms),
             None => Vec::new(),
-        }
+        };
+        self.visits_ended(&events);
+        events
     }
 
     /// The end: every open visit ends, every person sensor turns off.
@@ -189,10 +252,12 @@ impl StageGraph {
         for camera in cameras {
             self.update_presence(&camera, now_ms);
         }
-        match self.identity.as_mut() {
+        let events = match self.identity.as_mut() {
             Some(identity) => identity.tracker.finish(now_ms),
             None => Vec::new(),
-        }
+        };
+        self.visits_ended(&events);
+        events
     }
 
     /// The person sensor: on while somebody was seen within a visit's end

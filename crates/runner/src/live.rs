@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use streamer_alerts::AlertPipeline;
+use streamer_alerts::{AlertPipeline, LiveFigures};
 use streamer_core::Frame;
 use streamer_identity::VisitEvent;
 
@@ -59,7 +59,8 @@ impl std::fmt::Debug for LiveRunner {
 
 impl LiveRunner {
     /// Starts one supervisor thread per camera and the inference thread.
-    pub fn start(cameras: Vec<CameraSpec>, stages: Stages) -> Result<Self, RunnerError> {
+    pub fn start(cameras: Vec<CameraSpec>, mut stages: Stages) -> Result<Self, RunnerError> {
+        stages.graph.drop_model_work_of_ended_visits(true);
         let telemetry = Arc::new(Telemetry::new(
             cameras
                 .iter()
@@ -128,17 +129,24 @@ impl Inference {
         while !stop.load(Ordering::Relaxed) {
             if let Some(frame) = slots.take(Duration::from_millis(200)) {
                 let taken = Instant::now();
-                match self.stages.graph.process(&frame) {
-                    Ok(outcome) => self.stages.observer.frame(&frame, &outcome),
-                    Err(error) => self.telemetry.emit(Event::StageFailed {
-                        stage: error.stage,
-                        camera: &frame.camera,
-                        error: &error.message,
-                    }),
-                }
+                let detected = match self.stages.graph.process(&frame) {
+                    Ok(outcome) => {
+                        self.stages.observer.frame(&frame, &outcome);
+                        outcome.gate.is_none_or(|g| g.passes())
+                    }
+                    Err(error) => {
+                        self.telemetry.emit(Event::StageFailed {
+                            stage: error.stage,
+                            camera: &frame.camera,
+                            error: &error.message,
+                        });
+                        true
+                    }
+                };
                 self.telemetry.emit(Event::FrameProcessed {
                     camera: &frame.camera,
                     latency: taken.elapsed(),
+                    detected,
                 });
             }
             let ended = self.stages.graph.tick(now_ms());
@@ -146,6 +154,9 @@ impl Inference {
                 self.stages.observer.visits(&ended);
             }
             self.report();
+            if let Some(queue) = self.stages.graph.alerts().and_then(|a| a.model_queue()) {
+                self.telemetry.model_queue(&queue);
+            }
         }
         let ended = self.stages.graph.finish(now_ms());
         self.stages.observer.visits(&ended);
@@ -169,7 +180,15 @@ impl Inference {
         for stats in self.telemetry.cameras() {
             let h = stats.health();
             alerts.set_connected(&h.name, h.state == CameraState::Online);
-            alerts.set_diagnostics(&h.name, h.processed_fps, h.frames_dropped, h.reconnects);
+            alerts.set_diagnostics(
+                &h.name,
+                LiveFigures {
+                    fps: h.processed_fps,
+                    dropped_frames: h.frames_dropped,
+                    reconnects: h.reconnects,
+                    frames_gated_out: h.frames_gated_out,
+                },
+            );
         }
     }
 }

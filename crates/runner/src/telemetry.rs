@@ -18,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+use streamer_alerts::ModelQueueStats;
 
 /// Connection state of a camera.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -69,9 +70,13 @@ pub enum Event<'a> {
     },
     /// A frame replaced one that detection had not taken yet.
     FrameDropped { camera: &'a str },
-    /// Detection (and identity) finished a frame, `latency` after it was
-    /// decoded.
-    FrameProcessed { camera: &'a str, latency: Duration },
+    /// The stages finished a frame, `latency` after it was decoded.
+    /// `detected` is false when the motion gate kept it from detection.
+    FrameProcessed {
+        camera: &'a str,
+        latency: Duration,
+        detected: bool,
+    },
     /// A stage failed on one frame; the pipeline goes on.
     StageFailed {
         stage: &'static str,
@@ -83,6 +88,11 @@ pub enum Event<'a> {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CameraLabel {
     camera: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,8 +114,10 @@ pub struct CameraStats {
     pub frames_in: AtomicU64,
     /// Frames replaced before detection took them.
     pub frames_dropped: AtomicU64,
-    /// Frames detection finished.
+    /// Frames the stages finished (detected or gated out).
     pub frames_processed: AtomicU64,
+    /// Frames the motion gate kept from detection.
+    pub frames_gated_out: AtomicU64,
     /// Successful reconnections since start.
     pub reconnects: AtomicU64,
     /// Stalls since start.
@@ -143,6 +155,8 @@ pub struct CameraHealth {
     pub processed_fps: f64,
     pub frames_in: u64,
     pub frames_processed: u64,
+    /// Frames the motion gate kept from detection.
+    pub frames_gated_out: u64,
     pub frames_dropped: u64,
     pub reconnects: u64,
     pub stalls: u64,
@@ -161,6 +175,7 @@ impl CameraStats {
             frames_in: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
             frames_processed: AtomicU64::new(0),
+            frames_gated_out: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             recent: Mutex::new(Recent::default()),
@@ -207,6 +222,7 @@ impl CameraStats {
             processed_fps: fps(&r.processed),
             frames_in: self.frames_in.load(Ordering::Relaxed),
             frames_processed: self.frames_processed.load(Ordering::Relaxed),
+            frames_gated_out: self.frames_gated_out.load(Ordering::Relaxed),
             frames_dropped: self.frames_dropped.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             stalls: self.stalls.load(Ordering::Relaxed),
@@ -221,12 +237,16 @@ struct Metrics {
     frames_in: Family<CameraLabel, Counter>,
     frames_dropped: Family<CameraLabel, Counter>,
     frames_processed: Family<CameraLabel, Counter>,
+    frames_gated: Family<CameraLabel, Counter>,
     reconnects: Family<CameraLabel, Counter>,
     stalls: Family<CameraLabel, Counter>,
     source_failures: Family<CameraLabel, Counter>,
     online: Family<CameraLabel, Gauge>,
     stage_errors: Family<StageLabel, Counter>,
     latency: Histogram,
+    model_jobs: Family<OutcomeLabel, Counter>,
+    model_queue_waiting: Gauge,
+    model_queue_running: Gauge,
 }
 
 /// The pipeline's log-and-count hub, shared by every stage.
@@ -234,6 +254,8 @@ pub struct Telemetry {
     registry: Registry,
     metrics: Metrics,
     cameras: BTreeMap<String, Arc<CameraStats>>,
+    /// The model queue's totals as last copied into the metrics.
+    model_queue: Mutex<ModelQueueStats>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -251,12 +273,16 @@ impl Telemetry {
             frames_in: Family::default(),
             frames_dropped: Family::default(),
             frames_processed: Family::default(),
+            frames_gated: Family::default(),
             reconnects: Family::default(),
             stalls: Family::default(),
             source_failures: Family::default(),
             online: Family::default(),
             stage_errors: Family::default(),
             latency: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            model_jobs: Family::default(),
+            model_queue_waiting: Gauge::default(),
+            model_queue_running: Gauge::default(),
         };
         let mut registry = Registry::with_prefix("streamer");
         let m = &metrics;
@@ -274,6 +300,11 @@ impl Telemetry {
             "camera_frames_processed",
             "Frames detection finished",
             m.frames_processed.clone(),
+        );
+        registry.register(
+            "camera_frames_gated",
+            "Frames the motion gate kept from detection",
+            m.frames_gated.clone(),
         );
         registry.register(
             "camera_reconnects",
@@ -301,6 +332,23 @@ impl Telemetry {
             "From decode to the end of detection and identity",
             m.latency.clone(),
         );
+        registry.register(
+            "model_jobs",
+            "Stage-two model jobs by outcome: answered, failed, expired (deadline \
+             passed), visit_ended (dropped before the model got to it), \
+             rejected_busy (queue full)",
+            m.model_jobs.clone(),
+        );
+        registry.register(
+            "model_queue_waiting",
+            "Stage-two jobs waiting for the model",
+            m.model_queue_waiting.clone(),
+        );
+        registry.register(
+            "model_queue_running",
+            "Stage-two jobs on the model",
+            m.model_queue_running.clone(),
+        );
         let cameras = cameras
             .into_iter()
             .map(|(name, input)| {
@@ -312,6 +360,7 @@ impl Telemetry {
                     &m.frames_in,
                     &m.frames_dropped,
                     &m.frames_processed,
+                    &m.frames_gated,
                     &m.reconnects,
                     &m.stalls,
                 ] {
@@ -325,7 +374,28 @@ impl Telemetry {
             registry,
             metrics,
             cameras,
+            model_queue: Mutex::new(ModelQueueStats::default()),
         }
+    }
+
+    /// Copies the stage-two model queue's figures into the metrics (the
+    /// alerts stage logs each drop itself).
+    pub fn model_queue(&self, now: &ModelQueueStats) {
+        let m = &self.metrics;
+        m.model_queue_waiting.set(now.waiting as i64);
+        m.model_queue_running.set(now.running as i64);
+        let mut last = self.model_queue.lock().unwrap_or_else(|p| p.into_inner());
+        for (outcome, total, before) in [
+            ("answered", now.answered, last.answered),
+            ("failed", now.failed, last.failed),
+            ("expired", now.expired, last.expired),
+            ("visit_ended", now.visit_ended, last.visit_ended),
+            ("rejected_busy", now.rejected_busy, last.rejected_busy),
+        ] {
+            let counter = m.model_jobs.get_or_create(&OutcomeLabel { outcome });
+            counter.inc_by(total.saturating_sub(before));
+        }
+        *last = *now;
     }
 
     /// The stats of a camera given to [`new`](Self::new).
@@ -415,15 +485,27 @@ impl Telemetry {
                     s.frames_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Event::FrameProcessed { camera, latency } => {
+            Event::FrameProcessed {
+                camera,
+                latency,
+                detected,
+            } => {
                 tracing::trace!(
                     camera,
                     latency_ms = latency.as_millis() as u64,
+                    detected,
                     "frame processed"
                 );
                 m.frames_processed.get_or_create(&label(camera)).inc();
-                m.latency.observe(latency.as_secs_f64());
+                if detected {
+                    m.latency.observe(latency.as_secs_f64());
+                } else {
+                    m.frames_gated.get_or_create(&label(camera)).inc();
+                }
                 if let Some(s) = stats(camera) {
+                    if !detected {
+                        s.frames_gated_out.fetch_add(1, Ordering::Relaxed);
+                    }
                     s.frames_processed.fetch_add(1, Ordering::Relaxed);
                     let now = Instant::now();
                     let mut r = s.recent();
@@ -466,5 +548,40 @@ impl Telemetry {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_queue_totals_become_counters_without_double_counting() {
+        let telemetry = Telemetry::new([("porch", "rtsp://cam/1".to_string())]);
+        let mut stats = ModelQueueStats {
+            capacity: 2,
+            waiting: 1,
+            running: 1,
+            answered: 4,
+            expired: 2,
+            ..ModelQueueStats::default()
+        };
+        telemetry.model_queue(&stats);
+        stats.expired = 3;
+        stats.visit_ended = 1;
+        stats.waiting = 0;
+        telemetry.model_queue(&stats);
+        telemetry.model_queue(&stats);
+        let text = telemetry.encode_metrics();
+        for line in [
+            "streamer_model_jobs_total{outcome=\"answered\"} 4",
+            "streamer_model_jobs_total{outcome=\"expired\"} 3",
+            "streamer_model_jobs_total{outcome=\"visit_ended\"} 1",
+            "streamer_model_jobs_total{outcome=\"rejected_busy\"} 0",
+            "streamer_model_queue_waiting 0",
+            "streamer_model_queue_running 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
     }
 }

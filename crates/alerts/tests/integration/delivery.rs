@@ -31,7 +31,15 @@ fn discovery_payloads_and_states_appear_with_the_right_topics_and_fields() {
     );
     let pipeline = AlertPipeline::start(&config, None).unwrap();
     pipeline.set_connected("Front Door", true);
-    pipeline.set_diagnostics("Front Door", 4.5, 3, 1);
+    pipeline.set_diagnostics(
+        "Front Door",
+        streamer_alerts::LiveFigures {
+            fps: 4.5,
+            dropped_frames: 3,
+            reconnects: 1,
+            frames_gated_out: 7,
+        },
+    );
 
     // A subscriber that arrives later sees everything retained.
     let deadline = Instant::now() + WAIT;
@@ -104,6 +112,7 @@ fn discovery_payloads_and_states_appear_with_the_right_topics_and_fields() {
     assert_eq!(retained("streamer/hub/notifications").text(), "ON");
     let diagnostics = retained("streamer/front_door/diagnostics").json();
     assert_eq!(diagnostics["dropped_frames"], 3);
+    assert_eq!(diagnostics["frames_gated_out"], 7);
 
     // Home Assistant restarts: discovery comes again.
     let before = ha.on(camera_config).len();

@@ -115,3 +115,118 @@ fn a_real_model_past_its_deadline_falls_back_to_rules() {
     // The abandoned model call finishes in the background.
     pipeline.shutdown(Duration::ZERO);
 }
+
+/// Polls the queue's counters until nothing waits or runs (the model's
+/// calls end within `GENEROUS` even on a loaded machine).
+fn wait_idle(pipeline: &AlertPipeline) -> streamer_alerts::ModelQueueStats {
+    let started = Instant::now();
+    loop {
+        let stats = pipeline.model_queue().expect("a model is configured");
+        if stats.waiting == 0 && stats.running == 0 {
+            return stats;
+        }
+        assert!(
+            started.elapsed() < GENEROUS,
+            "model queue never drained: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_model_queue_is_bounded_and_drops_a_visit_that_ended_while_waiting() {
+    let Some(model) = qwen() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(free_port(), dir.path(), "streamer-queue");
+    config.triage.deadline_ms = GENEROUS.as_millis() as u64;
+    config.triage.max_model_jobs = 2;
+    let pipeline = AlertPipeline::start(&config, Some(model)).unwrap();
+
+    // The model takes the first visit (a real call: hundreds of ms at
+    // least), the second waits behind it, the third finds the queue full.
+    let first = pipeline
+        .visit_opened(visit("porch", "q-1", local(23, 41, 0), &["person"]))
+        .unwrap();
+    let second = pipeline
+        .visit_opened(visit("garden", "q-2", local(23, 41, 1), &["person"]))
+        .unwrap();
+    let third = pipeline
+        .visit_opened(visit("porch", "q-3", local(23, 41, 2), &["person"]))
+        .unwrap();
+    // The second visit's person leaves before the model is free.
+    pipeline.visit_ended("q-2");
+
+    let rejected = third.wait_stage_two(GENEROUS).expect("stage two answers");
+    assert_eq!(rejected.stage, Stage::Fallback);
+    assert_eq!(
+        rejected.fallback_reason.as_deref(),
+        Some("model busy (2 jobs queued or running)")
+    );
+    let answered = first.wait_stage_two(GENEROUS).expect("stage two answers");
+    assert_eq!(
+        answered.stage,
+        Stage::Triaged,
+        "{:?}",
+        answered.fallback_reason
+    );
+    let dropped = second.wait_stage_two(GENEROUS).expect("stage two answers");
+    assert_eq!(dropped.stage, Stage::Fallback);
+    assert_eq!(
+        dropped.fallback_reason.as_deref(),
+        Some("visit ended before the model got to it")
+    );
+    // The rules' verdict still goes out for the dropped visit.
+    assert_eq!(dropped.message, "Person at garden at night (23:41).");
+
+    let stats = wait_idle(&pipeline);
+    eprintln!("model queue after three visits: {stats:?}");
+    assert_eq!(stats.capacity, 2);
+    assert_eq!(stats.started, 1, "only the first visit cost a model call");
+    assert_eq!(stats.answered, 1);
+    assert_eq!(stats.visit_ended, 1);
+    assert_eq!(stats.rejected_busy, 1);
+    assert_eq!((stats.expired, stats.failed), (0, 0));
+    pipeline.shutdown(Duration::ZERO);
+}
+
+#[test]
+fn queued_model_work_past_its_deadline_is_dropped_not_run() {
+    let Some(model) = qwen() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(free_port(), dir.path(), "streamer-stale");
+    config.triage.deadline_ms = TINY_DEADLINE_MS;
+    config.triage.max_model_jobs = 3;
+    let pipeline = AlertPipeline::start(&config, Some(model)).unwrap();
+    let receipts: Vec<_> = (0..3)
+        .map(|i| {
+            pipeline
+                .visit_opened(visit(
+                    "porch",
+                    &format!("s-{i}"),
+                    local(12, 0, i),
+                    &["person"],
+                ))
+                .unwrap()
+        })
+        .collect();
+    for receipt in &receipts {
+        let update = receipt.wait_stage_two(GENEROUS).expect("stage two answers");
+        assert_eq!(update.stage, Stage::Fallback);
+        assert_eq!(
+            update.fallback_reason.as_deref(),
+            Some(format!("deadline of {TINY_DEADLINE_MS} ms expired").as_str())
+        );
+    }
+    // At most the first job reached the model before its deadline; the
+    // others expired while it ran and were dropped without a call.
+    let stats = wait_idle(&pipeline);
+    eprintln!("model queue after three visits with a {TINY_DEADLINE_MS} ms deadline: {stats:?}");
+    assert!(stats.started <= 1, "{stats:?}");
+    assert_eq!(stats.expired, 3, "{stats:?}");
+    assert_eq!(stats.answered, 0);
+    pipeline.shutdown(Duration::ZERO);
+}

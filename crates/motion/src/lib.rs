@@ -1,0 +1,565 @@
+//! The motion gate: the cheap stage in front of detection.
+//!
+//! Each camera keeps a small greyscale copy of its scene's background (a
+//! running average, about 160 cells across) and a per-cell noise level. A
+//! frame is compared with it cell by cell: a cell has changed when it
+//! differs from the background by more than its own noise allows (never
+//! less than `threshold` grey levels), after the frame's overall brightness
+//! shift has been taken out. Cells under a mask polygon are ignored. The
+//! frame has motion when the changed cells cover at least `min_area` of
+//! the watched ones.
+//!
+//! A change across most of the picture at once (an IR cut filter
+//! switching, a cloud, a light turned on) is not motion: the background is
+//! reset to the new picture, so the gate closes again on the next frame.
+//!
+//! [`MotionGate`] adds the policy: the first frame of a camera is always
+//! detected, a frame with motion is detected, and while a visit is open on
+//! the camera a frame is re-checked every `detect_interval` even without
+//! motion (a person standing still is re-confirmed and the visit stays
+//! open). Everything is judged on the frame's own time, so the gate is
+//! pure and replays the same way every time.
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use streamer_core::Frame;
+
+/// Cells across the small greyscale copy (fewer when the frame is smaller).
+const GRID_WIDTH: u32 = 160;
+/// How fast the background follows cells that did not change.
+const LEARN_STILL: f32 = 0.05;
+/// How fast it follows changed cells (something that stops moving becomes
+/// background after a minute or so at 5 fps).
+const LEARN_MOVING: f32 = 0.003;
+/// A cell's change counts when it exceeds this many times its noise level.
+const NOISE_FACTOR: f32 = 3.0;
+
+/// One camera's motion settings (`[cameras.<name>.motion]`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MotionConfig {
+    /// Gate detection on motion; off detects every sampled frame.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// Share of the watched picture (0–1) that must change.
+    #[serde(default = "default_min_area")]
+    pub min_area: f32,
+    /// Smallest grey-level change (0–255) a cell counts, whatever its noise.
+    #[serde(default = "default_threshold")]
+    pub threshold: u8,
+    /// Share of the watched picture (0–1) changing at once that is taken
+    /// for a lighting change: the background resets instead.
+    #[serde(default = "default_global_change")]
+    pub global_change: f32,
+    /// While a visit is open on the camera, detect at least this often
+    /// without motion (seconds).
+    #[serde(default = "default_detect_interval_s")]
+    pub detect_interval_s: f64,
+    /// Areas to ignore (a tree, a road, a timestamp overlay): polygons in
+    /// normalised `[x, y]` coordinates, 0–1 from the top-left corner.
+    #[serde(default)]
+    pub mask: Vec<Vec<[f32; 2]>>,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+fn default_min_area() -> f32 {
+    0.002
+}
+fn default_threshold() -> u8 {
+    15
+}
+fn default_global_change() -> f32 {
+    0.5
+}
+fn default_detect_interval_s() -> f64 {
+    5.0
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: default_enabled(),
+            min_area: default_min_area(),
+            threshold: default_threshold(),
+            global_change: default_global_change(),
+            detect_interval_s: default_detect_interval_s(),
+            mask: Vec::new(),
+        }
+    }
+}
+
+impl MotionConfig {
+    /// Problems with these settings, each prefixed with `prefix` (the key
+    /// path of this section) and saying what would be accepted.
+    pub fn problems(&self, prefix: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(self.min_area > 0.0 && self.min_area < 1.0) {
+            problems.push(format!(
+                "{prefix}.min_area: {} is not a share of the picture; use a number between 0 and 1 such as 0.002",
+                self.min_area
+            ));
+        }
+        if !(self.global_change > self.min_area && self.global_change <= 1.0) {
+            problems.push(format!(
+                "{prefix}.global_change: {} must be above min_area and at most 1 (default 0.5)",
+                self.global_change
+            ));
+        }
+        if !(self.detect_interval_s.is_finite() && self.detect_interval_s > 0.0) {
+            problems.push(format!(
+                "{prefix}.detect_interval_s: {} must be a positive number of seconds",
+                self.detect_interval_s
+            ));
+        }
+        for (i, polygon) in self.mask.iter().enumerate() {
+            if polygon.len() < 3 {
+                problems.push(format!(
+                    "{prefix}.mask[{i}]: a polygon needs at least 3 points, it has {}",
+                    polygon.len()
+                ));
+            }
+            for (j, [x, y]) in polygon.iter().enumerate() {
+                if !(0.0..=1.0).contains(x) || !(0.0..=1.0).contains(y) {
+                    problems.push(format!(
+                        "{prefix}.mask[{i}][{j}]: [{x}, {y}] is outside the picture; coordinates are 0-1 from the top-left corner"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
+    fn detect_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.detect_interval_s.max(0.0))
+    }
+}
+
+/// What the detector made of one frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Motion {
+    /// The camera's first frame (or first at a new size): it becomes the
+    /// background.
+    First,
+    /// Changed cells cover `area` of the watched picture, at least
+    /// `min_area`.
+    Moving {
+        /// Share of the watched picture that changed.
+        area: f32,
+    },
+    /// Too little changed.
+    Still {
+        /// Share of the watched picture that changed.
+        area: f32,
+    },
+    /// Most of the picture changed at once: the background was reset.
+    LightingChange {
+        /// Share of the watched picture that changed.
+        area: f32,
+    },
+}
+
+/// Background model of one camera.
+#[derive(Debug)]
+pub struct MotionDetector {
+    config: MotionConfig,
+    /// Frame size the grid was built for.
+    frame_size: (u32, u32),
+    grid: (u32, u32),
+    /// Cells outside every mask polygon.
+    watched: Vec<bool>,
+    watched_count: usize,
+    background: Vec<f32>,
+    noise: Vec<f32>,
+    grey: Vec<f32>,
+}
+
+impl MotionDetector {
+    /// A detector with no background yet.
+    pub fn new(config: MotionConfig) -> Self {
+        Self {
+            config,
+            frame_size: (0, 0),
+            grid: (0, 0),
+            watched: Vec::new(),
+            watched_count: 0,
+            background: Vec::new(),
+            noise: Vec::new(),
+            grey: Vec::new(),
+        }
+    }
+
+    /// Compares `frame` with the background and learns from it.
+    pub fn observe(&mut self, frame: &Frame) -> Motion {
+        if self.frame_size != (frame.width, frame.height) || self.background.is_empty() {
+            self.start(frame);
+            return Motion::First;
+        }
+        small_grey(frame, self.grid, &mut self.grey);
+        if self.watched_count == 0 {
+            return Motion::Still { area: 0.0 };
+        }
+        // The overall brightness shift, so auto-exposure creeping does not
+        // read as motion everywhere.
+        let (mut sum, mut n) = (0.0f32, 0usize);
+        for ((g, b), w) in self.grey.iter().zip(&self.background).zip(&self.watched) {
+            if *w {
+                sum += g - b;
+                n += 1;
+            }
+        }
+        let shift = sum / n.max(1) as f32;
+        let floor = f32::from(self.config.threshold);
+        let mut changed_cells = 0usize;
+        let mut changed = vec![false; self.grey.len()];
+        for (i, c) in changed.iter_mut().enumerate() {
+            if !self.watched[i] {
+                continue;
+            }
+            let diff = (self.grey[i] - self.background[i] - shift).abs();
+            if diff > floor.max(NOISE_FACTOR * self.noise[i]) {
+                *c = true;
+                changed_cells += 1;
+            }
+        }
+        let area = changed_cells as f32 / self.watched_count as f32;
+        if area >= self.config.global_change {
+            self.background.copy_from_slice(&self.grey);
+            return Motion::LightingChange { area };
+        }
+        for (i, moving) in changed.iter().enumerate() {
+            let diff = self.grey[i] - self.background[i];
+            let rate = if *moving { LEARN_MOVING } else { LEARN_STILL };
+            self.background[i] += rate * diff;
+            if !moving {
+                self.noise[i] += LEARN_STILL * ((diff - shift).abs() - self.noise[i]);
+            }
+        }
+        if area >= self.config.min_area {
+            Motion::Moving { area }
+        } else {
+            Motion::Still { area }
+        }
+    }
+
+    fn start(&mut self, frame: &Frame) {
+        let width = GRID_WIDTH.min(frame.width.max(1));
+        let height = ((u64::from(frame.height) * u64::from(width)) / u64::from(frame.width.max(1)))
+            .clamp(1, u64::from(frame.height.max(1))) as u32;
+        self.frame_size = (frame.width, frame.height);
+        self.grid = (width, height);
+        self.watched = (0..height)
+            .flat_map(|y| (0..width).map(move |x| (x, y)))
+            .map(|(x, y)| {
+                let point = [
+                    (x as f32 + 0.5) / width as f32,
+                    (y as f32 + 0.5) / height as f32,
+                ];
+                !self.config.mask.iter().any(|p| inside(point, p))
+            })
+            .collect();
+        self.watched_count = self.watched.iter().filter(|w| **w).count();
+        small_grey(frame, self.grid, &mut self.grey);
+        self.background = self.grey.clone();
+        self.noise = vec![f32::from(self.config.threshold) / NOISE_FACTOR; self.grey.len()];
+    }
+}
+
+/// The frame as a `grid` of grey cells, each the mean luma of a 3x3 sample
+/// of its pixels.
+fn small_grey(frame: &Frame, (gw, gh): (u32, u32), out: &mut Vec<f32>) {
+    out.clear();
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let (gw, gh) = (gw as usize, gh as usize);
+    for cy in 0..gh {
+        for cx in 0..gw {
+            let mut sum = 0u32;
+            for sy in 0..3 {
+                let y = ((cy * 3 + sy) * h / (gh * 3)).min(h - 1);
+                for sx in 0..3 {
+                    let x = ((cx * 3 + sx) * w / (gw * 3)).min(w - 1);
+                    let p = (y * w + x) * 3;
+                    let [r, g, b] = [frame.rgb[p], frame.rgb[p + 1], frame.rgb[p + 2]];
+                    sum += (77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b)) >> 8;
+                }
+            }
+            out.push(sum as f32 / 9.0);
+        }
+    }
+}
+
+/// Whether `point` lies inside `polygon` (even-odd rule).
+fn inside([x, y]: [f32; 2], polygon: &[[f32; 2]]) -> bool {
+    let mut inside = false;
+    let mut j = polygon.len().wrapping_sub(1);
+    for i in 0..polygon.len() {
+        let ([xi, yi], [xj, yj]) = (polygon[i], polygon[j]);
+        if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+            inside = !inside;
+        }
+        j = i;
+    }
+    inside
+}
+
+/// Why the gate let a frame through, or did not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GateDecision {
+    /// Detect: something moved (or it is the camera's first frame).
+    Motion(Motion),
+    /// Detect: a visit is open and `detect_interval` has passed.
+    Recheck,
+    /// Skip detection.
+    Closed(Motion),
+}
+
+impl GateDecision {
+    /// Whether the frame goes on to detection.
+    pub fn passes(&self) -> bool {
+        !matches!(self, GateDecision::Closed(_))
+    }
+
+    /// A short name for logs and JSON lines.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GateDecision::Motion(Motion::First) => "first",
+            GateDecision::Motion(_) => "motion",
+            GateDecision::Recheck => "recheck",
+            GateDecision::Closed(Motion::LightingChange { .. }) => "lighting",
+            GateDecision::Closed(_) => "still",
+        }
+    }
+}
+
+/// What the gate did on one camera so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GateCounts {
+    /// Frames sent on to detection.
+    pub passed: u64,
+    /// Frames skipped.
+    pub gated_out: u64,
+    /// Background resets after a lighting change.
+    pub lighting_resets: u64,
+}
+
+struct CameraGate {
+    detector: MotionDetector,
+    interval: Duration,
+    last_detect: Option<Duration>,
+    counts: GateCounts,
+}
+
+/// The gate for all cameras: per-camera settings, one background each.
+pub struct MotionGate {
+    default: MotionConfig,
+    per_camera: BTreeMap<String, MotionConfig>,
+    cameras: BTreeMap<String, CameraGate>,
+}
+
+impl std::fmt::Debug for MotionGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MotionGate")
+            .field("cameras", &self.cameras.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MotionGate {
+    /// `default` for cameras not in `per_camera`. A camera whose settings
+    /// have `enabled = false` passes every frame.
+    pub fn new(default: MotionConfig, per_camera: BTreeMap<String, MotionConfig>) -> Self {
+        Self {
+            default,
+            per_camera,
+            cameras: BTreeMap::new(),
+        }
+    }
+
+    /// Decides whether `frame` is detected. `visit_open`: someone was seen
+    /// on this camera recently (the periodic re-check applies).
+    pub fn judge(&mut self, frame: &Frame, visit_open: bool) -> GateDecision {
+        let camera = self
+            .cameras
+            .entry(frame.camera.to_string())
+            .or_insert_with(|| {
+                let config = self
+                    .per_camera
+                    .get(&*frame.camera)
+                    .unwrap_or(&self.default)
+                    .clone();
+                CameraGate {
+                    interval: config.detect_interval(),
+                    detector: MotionDetector::new(config),
+                    last_detect: None,
+                    counts: GateCounts::default(),
+                }
+            });
+        let decision = if !camera.detector.config.enabled {
+            GateDecision::Motion(Motion::Moving { area: 1.0 })
+        } else {
+            match camera.detector.observe(frame) {
+                m @ (Motion::First | Motion::Moving { .. }) => GateDecision::Motion(m),
+                m => {
+                    let due = camera
+                        .last_detect
+                        .is_none_or(|t| frame.pts.saturating_sub(t) >= camera.interval);
+                    if visit_open && due {
+                        GateDecision::Recheck
+                    } else {
+                        GateDecision::Closed(m)
+                    }
+                }
+            }
+        };
+        if decision.passes() {
+            camera.counts.passed += 1;
+            camera.last_detect = Some(frame.pts);
+        } else {
+            camera.counts.gated_out += 1;
+        }
+        if matches!(
+            decision,
+            GateDecision::Closed(Motion::LightingChange { .. })
+        ) {
+            camera.counts.lighting_resets += 1;
+        }
+        decision
+    }
+
+    /// The counts of one camera (zero before its first frame).
+    pub fn counts(&self, camera: &str) -> GateCounts {
+        self.cameras
+            .get(camera)
+            .map(|c| c.counts)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A mid-grey scene with a deterministic speckle of noise, and a dark
+    /// block (a "person") where asked.
+    fn scene(seq: u64, person_at: Option<(u32, u32)>, brightness: i32) -> Frame {
+        let (w, h) = (320u32, 240u32);
+        let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let noise = ((x * 7 + y * 13 + seq as u32 * 31) % 5) as i32 - 2;
+                let mut v = 120 + (x as i32 / 8) + noise + brightness;
+                if let Some((px, py)) = person_at {
+                    if (px..px + 20).contains(&x) && (py..py + 50).contains(&y) {
+                        v = 30 + brightness;
+                    }
+                }
+                let v = v.clamp(0, 255) as u8;
+                rgb.extend_from_slice(&[v, v, v]);
+            }
+        }
+        Frame::new(
+            Arc::from("cam"),
+            seq,
+            Duration::from_millis(seq * 200),
+            w,
+            h,
+            rgb,
+        )
+    }
+
+    #[test]
+    fn an_empty_scene_stays_still_and_a_person_moves_it() {
+        let mut d = MotionDetector::new(MotionConfig::default());
+        assert_eq!(d.observe(&scene(0, None, 0)), Motion::First);
+        for seq in 1..20 {
+            assert!(matches!(
+                d.observe(&scene(seq, None, 0)),
+                Motion::Still { .. }
+            ));
+        }
+        match d.observe(&scene(20, Some((100, 100)), 0)) {
+            Motion::Moving { area } => assert!(area > 0.01, "{area}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_global_brightness_step_resets_the_background_at_once() {
+        let mut d = MotionDetector::new(MotionConfig::default());
+        d.observe(&scene(0, None, 0));
+        // A uniform shift is taken out; a contrast change (IR) resets.
+        assert!(matches!(
+            d.observe(&scene(1, None, 40)),
+            Motion::Still { .. }
+        ));
+        let mut ir = scene(2, None, 0);
+        for (i, v) in ir.rgb.iter_mut().enumerate() {
+            *v = if (i / 3 / 16) % 2 == 0 { 250 } else { 10 };
+        }
+        assert!(matches!(d.observe(&ir), Motion::LightingChange { .. }));
+        let mut again = ir.clone();
+        again.seq = 3;
+        assert!(matches!(d.observe(&again), Motion::Still { .. }));
+    }
+
+    #[test]
+    fn motion_under_a_mask_is_ignored() {
+        let config = MotionConfig {
+            mask: vec![vec![[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]],
+            ..MotionConfig::default()
+        };
+        let mut d = MotionDetector::new(config);
+        d.observe(&scene(0, None, 0));
+        assert!(matches!(
+            d.observe(&scene(1, Some((40, 100)), 0)),
+            Motion::Still { .. }
+        ));
+        assert!(matches!(
+            d.observe(&scene(2, Some((240, 100)), 0)),
+            Motion::Moving { .. }
+        ));
+    }
+
+    #[test]
+    fn an_open_visit_is_rechecked_every_interval_without_motion() {
+        let mut gate = MotionGate::new(MotionConfig::default(), BTreeMap::new());
+        // Frames every 200 ms; the default interval is 5 s.
+        let passed: Vec<u64> = (0..60)
+            .filter(|&seq| gate.judge(&scene(seq, None, 0), true).passes())
+            .collect();
+        assert_eq!(passed, [0, 25, 50]);
+        let counts = gate.counts("cam");
+        assert_eq!((counts.passed, counts.gated_out), (3, 57));
+        // Without an open visit only the first frame passes.
+        let mut gate = MotionGate::new(MotionConfig::default(), BTreeMap::new());
+        let passed = (0..60)
+            .filter(|&seq| gate.judge(&scene(seq, None, 0), false).passes())
+            .count();
+        assert_eq!(passed, 1);
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let config = MotionConfig {
+            min_area: 0.0,
+            mask: vec![vec![[0.1, 0.1], [1.5, 0.2]]],
+            ..MotionConfig::default()
+        };
+        let problems = config.problems("cameras.porch.motion");
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("cameras.porch.motion.min_area:")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("cameras.porch.motion.mask[0]:")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("cameras.porch.motion.mask[0][1]:")));
+    }
+}
