@@ -19,6 +19,7 @@ use streamer_alerts::AlertsConfig;
 use streamer_identity::IdentityConfig;
 use streamer_ingest::{Fps, LiveInput, LiveSettings, Transport};
 use streamer_models::ModelCache;
+use streamer_motion::{MotionConfig, MotionGate};
 use streamer_runner::{Backoff, CameraSpec, Zone};
 
 /// Default `[http] listen`: loopback, on a port none of Frigate (5000,
@@ -59,6 +60,9 @@ pub struct CameraSection {
     pub url: Option<String>,
     /// A raw GStreamer source description instead of `url`.
     pub gst_source: Option<String>,
+    /// The camera's low-resolution sub-stream: when set, detection (and
+    /// snapshots) use it instead of `url`, which costs far less to decode.
+    pub detect_url: Option<String>,
     #[serde(default = "default_detect_fps")]
     pub detect_fps: f64,
     #[serde(default)]
@@ -74,6 +78,9 @@ pub struct CameraSection {
     #[serde(default)]
     pub notes: String,
     pub display_name: Option<String>,
+    /// The motion gate in front of detection.
+    #[serde(default)]
+    pub motion: MotionConfig,
 }
 
 /// `[models]`: names from `streamer models list` (or a `.gguf` path for
@@ -184,6 +191,19 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The motion gate for the configured cameras (each with its own
+    /// `[cameras.<name>.motion]`).
+    pub fn motion_gate(&self) -> MotionGate {
+        MotionGate::new(
+            MotionConfig::default(),
+            self.config
+                .cameras
+                .iter()
+                .map(|(name, cam)| (name.clone(), cam.motion.clone()))
+                .collect(),
+        )
+    }
+
     /// The alerts stage's view of the file.
     pub fn alerts_config(&self) -> Option<AlertsConfig> {
         let c = &self.config;
@@ -352,17 +372,30 @@ fn check(config: &StreamerConfig, problems: &mut Vec<String>) -> Vec<CameraSpec>
                 "{key}: `{name}` and `{other}` are the same camera to Home Assistant (both `{slug}`); rename one"
             ));
         }
+        let rtsp = |field: &str, url: &str, problems: &mut Vec<String>| {
+            if url.starts_with("rtsp://") || url.starts_with("rtsps://") {
+                Some(LiveInput::Rtsp(url.to_string()))
+            } else {
+                problems.push(format!(
+                    "{key}.{field}: `{}` must start with rtsp:// or rtsps:// (for other sources use gst_source)",
+                    streamer_core::redact_urls(url)
+                ));
+                None
+            }
+        };
         let input = match (&cam.url, &cam.gst_source) {
             (Some(url), None) => {
-                if url.starts_with("rtsp://") || url.starts_with("rtsps://") {
-                    Some(LiveInput::Rtsp(url.clone()))
-                } else {
-                    problems.push(format!(
-                        "{key}.url: `{}` must start with rtsp:// or rtsps:// (for other sources use gst_source)",
-                        streamer_core::redact_urls(url)
-                    ));
-                    None
+                let main = rtsp("url", url, problems);
+                match &cam.detect_url {
+                    Some(sub) => rtsp("detect_url", sub, problems).filter(|_| main.is_some()),
+                    None => main,
                 }
+            }
+            (None, Some(_)) if cam.detect_url.is_some() => {
+                problems.push(format!(
+                    "{key}.detect_url: only goes with url (a gst_source pipeline picks its own stream)"
+                ));
+                None
             }
             (None, Some(src)) if !src.trim().is_empty() => Some(LiveInput::GstSource(src.clone())),
             (None, Some(_)) => {
@@ -391,6 +424,7 @@ fn check(config: &StreamerConfig, problems: &mut Vec<String>) -> Vec<CameraSpec>
                 .map_err(|e| problems.push(format!("{key}.detect_fps: {e}")))
                 .ok()
         };
+        problems.extend(cam.motion.problems(&format!("{key}.motion")));
         if !(cam.stall_timeout_s.is_finite() && cam.stall_timeout_s >= 1.0) {
             problems.push(format!(
                 "{key}.stall_timeout_s: {} must be at least 1 second",

@@ -44,6 +44,17 @@ enum Command {
     /// own tools (`--mode perf`). Runs offline on the in-process model unless
     /// `--endpoint` names an OpenAI-compatible server.
     Bench(bench_cmd::BenchArgs),
+    /// Make test footage of a camera that is idle most of the time: the
+    /// empty scene of vtest (its per-pixel median) with sensor noise, real
+    /// vtest segments spliced in and a simulated IR switch, as H.264 MP4,
+    /// with labels of where people are in FILE.json.
+    Footage {
+        /// The MP4 to write.
+        out: std::path::PathBuf,
+        /// Frames per second.
+        #[arg(long, default_value_t = 5)]
+        fps: u32,
+    },
     /// List, fetch and verify models in the model cache.
     Models {
         #[command(subcommand)]
@@ -66,6 +77,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Replay(args) => replay::run(*args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Footage { out, fps } => footage(&out, fps),
         Command::Models { command } => models_cmd::run(command),
     };
     match result {
@@ -75,6 +87,25 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn footage(out: &std::path::Path, fps: u32) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    if !(1..=30).contains(&fps) {
+        anyhow::bail!("--fps {fps} is out of range; use 1 to 30");
+    }
+    let vtest = streamer_models::ModelCache::from_env()
+        .require("vtest")
+        .context("the footage is made from vtest (run `streamer models fetch vtest`)")?;
+    let footage = streamer_footage::make(&vtest, fps, &streamer_footage::standard_plan(), out)?;
+    eprintln!(
+        "{}: {} frames at {fps} fps, {:.0} % idle; labels in {}",
+        out.display(),
+        footage.frames,
+        footage.idle_share() * 100.0,
+        streamer_footage::labels_path(out).display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -4,6 +4,7 @@
 //! the arguments, writes the lines and prints the summary. `--split` cuts
 //! one input into several virtual cameras.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ use streamer_core::{Detection, Frame};
 use streamer_identity::{IdentityConfig, VisitEvent};
 use streamer_ingest::Fps;
 use streamer_models::ModelCache;
+use streamer_motion::{MotionConfig, MotionGate};
 use streamer_runner::replay::{Cut, Decoded, ReplayObserver};
 use streamer_runner::{Clock, FrameOutcome, IdentityStage, ReplayInput, ReplayRunner, StageGraph};
 use streamer_vision::DetectorTimings;
@@ -69,6 +71,11 @@ pub struct ReplayArgs {
     /// Do not print the JSON lines (frames, visits) on stdout.
     #[arg(long)]
     pub(crate) no_json: bool,
+    /// Put the motion gate in front of detection (default settings, as for
+    /// a camera without a [cameras.<name>.motion] section): frames without
+    /// motion skip detection; their JSON lines say `"motion": "still"`.
+    #[arg(long)]
+    pub(crate) motion: bool,
     /// Send alerts to this MQTT broker (HOST or HOST:PORT) as visits open.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub(crate) mqtt: Option<String>,
@@ -115,12 +122,16 @@ struct FrameLine<'a> {
     pts_ms: u64,
     width: u32,
     height: u32,
+    /// The motion gate's decision, with `--motion`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    motion: Option<&'static str>,
     detections: &'a [Detection],
 }
 
 #[derive(Default)]
 struct Totals {
     frames: u64,
+    frames_gated_out: u64,
     frames_with_people: u64,
     people: u64,
     decode: Duration,
@@ -245,6 +256,9 @@ pub fn run(mut args: ReplayArgs) -> Result<ExitCode> {
         alerts.as_ref().map(|a| a.pipeline()),
         clock,
     );
+    if args.motion {
+        graph = graph.with_motion_gate(MotionGate::new(MotionConfig::default(), BTreeMap::new()));
+    }
     let started = Instant::now();
     let stdout = io::stdout();
     let mut output = Output {
@@ -303,6 +317,7 @@ impl<W: Write> ReplayObserver for Output<W> {
         let t = &mut self.totals;
         let people = outcome.detections.iter().filter(|d| d.is_person()).count() as u64;
         t.frames += 1;
+        t.frames_gated_out += u64::from(outcome.gate.is_some_and(|g| !g.passes()));
         t.people += people;
         t.frames_with_people += u64::from(people > 0);
         t.decode += decoded.decode_time;
@@ -315,7 +330,7 @@ impl<W: Write> ReplayObserver for Output<W> {
             if !json {
                 return Ok(());
             }
-            write_line(&mut self.out, frame, &outcome.detections)?;
+            write_line(&mut self.out, frame, outcome)?;
             for event in &outcome.events {
                 serde_json::to_writer(&mut self.out, event)?;
                 self.out.write_all(b"\n")?;
@@ -353,8 +368,9 @@ impl<W: Write> ReplayObserver for Output<W> {
     }
 }
 
-fn write_line(out: &mut impl Write, frame: &Frame, detections: &[Detection]) -> Result<()> {
-    let rounded: Vec<Detection> = detections
+fn write_line(out: &mut impl Write, frame: &Frame, outcome: &FrameOutcome) -> Result<()> {
+    let rounded: Vec<Detection> = outcome
+        .detections
         .iter()
         .map(|d| Detection {
             score: round(d.score, 1000.0),
@@ -368,6 +384,7 @@ fn write_line(out: &mut impl Write, frame: &Frame, detections: &[Detection]) -> 
         pts_ms: frame.pts_ms(),
         width: frame.width,
         height: frame.height,
+        motion: outcome.gate.map(|g| g.as_str()),
         detections: &rounded,
     };
     serde_json::to_writer(&mut *out, &line)?;
@@ -398,6 +415,13 @@ fn print_summary(args: &ReplayArgs, t: &Totals, wall: Duration) {
         args.detector
     );
     eprintln!("  frames              {}", t.frames);
+    if args.motion {
+        eprintln!(
+            "  without motion      {} ({:.1}%, not detected)",
+            t.frames_gated_out,
+            100.0 * t.frames_gated_out as f64 / n
+        );
+    }
     eprintln!("  frames with people  {} ({pct:.1}%)", t.frames_with_people);
     eprintln!("  people detected     {}", t.people);
     eprintln!(

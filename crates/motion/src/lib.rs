@@ -4,8 +4,10 @@
 //! running average, about 160 cells across) and a per-cell noise level. A
 //! frame is compared with it cell by cell: a cell has changed when it
 //! differs from the background by more than its own noise allows (never
-//! less than `threshold` grey levels), after the frame's overall brightness
-//! shift has been taken out. Cells under a mask polygon are ignored. The
+//! less than `threshold` grey levels), after the frame's overall
+//! brightness and contrast have been normalised to the background's (so
+//! auto exposure and IR switching read as no change). Cells under a mask
+//! polygon are ignored. The
 //! frame has motion when the changed cells cover at least `min_area` of
 //! the watched ones.
 //!
@@ -33,8 +35,8 @@ const GRID_WIDTH: u32 = 160;
 /// How fast the background follows cells that did not change.
 const LEARN_STILL: f32 = 0.05;
 /// How fast it follows changed cells (something that stops moving becomes
-/// background after a minute or so at 5 fps).
-const LEARN_MOVING: f32 = 0.003;
+/// background in about 20 s at 5 fps).
+const LEARN_MOVING: f32 = 0.01;
 /// A cell's change counts when it exceeds this many times its noise level.
 const NOISE_FACTOR: f32 = 3.0;
 
@@ -204,25 +206,25 @@ impl MotionDetector {
         if self.watched_count == 0 {
             return Motion::Still { area: 0.0 };
         }
-        // The overall brightness shift, so auto-exposure creeping does not
-        // read as motion everywhere.
-        let (mut sum, mut n) = (0.0f32, 0usize);
-        for ((g, b), w) in self.grey.iter().zip(&self.background).zip(&self.watched) {
-            if *w {
-                sum += g - b;
-                n += 1;
-            }
-        }
-        let shift = sum / n.max(1) as f32;
+        // Brightness and contrast of the whole picture taken out (auto
+        // exposure, IR switching): both sides are normalised to zero mean
+        // and unit spread over the watched cells, and the difference is
+        // read back in the background's grey levels.
+        let (g_mean, g_spread) = mean_spread(&self.grey, &self.watched);
+        let (b_mean, b_spread) = mean_spread(&self.background, &self.watched);
+        let gain = b_spread / g_spread.max(1.0);
+        let expected = |i: usize| (self.grey[i] - g_mean) * gain + b_mean;
         let floor = f32::from(self.config.threshold);
         let mut changed_cells = 0usize;
         let mut changed = vec![false; self.grey.len()];
+        let mut diffs = vec![0.0f32; self.grey.len()];
         for (i, c) in changed.iter_mut().enumerate() {
             if !self.watched[i] {
                 continue;
             }
-            let diff = (self.grey[i] - self.background[i] - shift).abs();
-            if diff > floor.max(NOISE_FACTOR * self.noise[i]) {
+            let diff = expected(i) - self.background[i];
+            diffs[i] = diff;
+            if diff.abs() > floor.max(NOISE_FACTOR * self.noise[i]) {
                 *c = true;
                 changed_cells += 1;
             }
@@ -232,12 +234,14 @@ impl MotionDetector {
             self.background.copy_from_slice(&self.grey);
             return Motion::LightingChange { area };
         }
+        // The background follows the picture as it is now (so a lasting
+        // change of lighting is learnt), the noise level the normalised
+        // difference.
         for (i, moving) in changed.iter().enumerate() {
-            let diff = self.grey[i] - self.background[i];
             let rate = if *moving { LEARN_MOVING } else { LEARN_STILL };
-            self.background[i] += rate * diff;
+            self.background[i] += rate * (self.grey[i] - self.background[i]);
             if !moving {
-                self.noise[i] += LEARN_STILL * ((diff - shift).abs() - self.noise[i]);
+                self.noise[i] += LEARN_STILL * (diffs[i].abs() - self.noise[i]);
             }
         }
         if area >= self.config.min_area {
@@ -291,6 +295,22 @@ fn small_grey(frame: &Frame, (gw, gh): (u32, u32), out: &mut Vec<f32>) {
             out.push(sum as f32 / 9.0);
         }
     }
+}
+
+/// Mean and standard deviation of the watched cells.
+fn mean_spread(values: &[f32], watched: &[bool]) -> (f32, f32) {
+    let (mut sum, mut sq, mut n) = (0.0f64, 0.0f64, 0usize);
+    for (v, w) in values.iter().zip(watched) {
+        if *w {
+            sum += f64::from(*v);
+            sq += f64::from(*v) * f64::from(*v);
+            n += 1;
+        }
+    }
+    let n = n.max(1) as f64;
+    let mean = sum / n;
+    let var = (sq / n - mean * mean).max(0.0);
+    (mean as f32, var.sqrt() as f32)
 }
 
 /// Whether `point` lies inside `polygon` (even-odd rule).
@@ -490,21 +510,30 @@ mod tests {
     }
 
     #[test]
-    fn a_global_brightness_step_resets_the_background_at_once() {
+    fn exposure_changes_are_not_motion_and_a_new_picture_resets() {
         let mut d = MotionDetector::new(MotionConfig::default());
         d.observe(&scene(0, None, 0));
-        // A uniform shift is taken out; a contrast change (IR) resets.
+        // Brightness and contrast (IR night mode: grey, brighter, flatter)
+        // are normalised away.
         assert!(matches!(
             d.observe(&scene(1, None, 40)),
             Motion::Still { .. }
         ));
-        let mut ir = scene(2, None, 0);
-        for (i, v) in ir.rgb.iter_mut().enumerate() {
-            *v = if (i / 3 / 16) % 2 == 0 { 250 } else { 10 };
+        let mut night = scene(2, None, 0);
+        for v in night.rgb.iter_mut() {
+            *v = (u32::from(*v) * 6 / 10 + 80) as u8;
         }
-        assert!(matches!(d.observe(&ir), Motion::LightingChange { .. }));
-        let mut again = ir.clone();
-        again.seq = 3;
+        assert!(matches!(d.observe(&night), Motion::Still { .. }));
+        // Most of the picture changing otherwise (the light now falls the
+        // other way) resets the background: one frame, then still again.
+        let mut turned = scene(3, None, 0);
+        for (i, v) in turned.rgb.iter_mut().enumerate() {
+            let x = (i / 3) % 320;
+            *v = (200 - x / 2) as u8;
+        }
+        assert!(matches!(d.observe(&turned), Motion::LightingChange { .. }));
+        let mut again = turned.clone();
+        again.seq = 4;
         assert!(matches!(d.observe(&again), Motion::Still { .. }));
     }
 
