@@ -123,6 +123,21 @@ fn broken_configs_name_the_key_path() {
             "timezone: `Europe/Berlln` is not an IANA time zone",
         ),
         (
+            "motion mask point outside the picture",
+            format!("{GOOD_CAMERA}[cameras.porch.motion]\nmask = [[[0, 0], [1.2, 0], [0, 1]]]\n"),
+            "cameras.porch.motion.mask[0][1]: [1.2, 0] is outside the picture",
+        ),
+        (
+            "unknown motion key",
+            format!("{GOOD_CAMERA}[cameras.porch.motion]\nmin_aera = 0.01\n"),
+            "cameras.porch.motion.min_aera: unknown field `min_aera`",
+        ),
+        (
+            "detect_url that is not RTSP",
+            format!("{GOOD_CAMERA}detect_url = \"http://10.0.0.5/sub\"\n"),
+            "cameras.porch.detect_url: `http://10.0.0.5/sub` must start with rtsp://",
+        ),
+        (
             "zero LLM threads",
             format!("{GOOD_CAMERA}[models]\nllm_threads = 0\n"),
             "models.llm_threads: must be at least 1",
