@@ -521,13 +521,16 @@ impl Inner {
                 alert.injection_suspected = judged.injection_suspected;
             }
             Err(reason) => {
-                tracing::warn!(
-                    camera = %visit.camera,
-                    visit = %visit.visit_id,
-                    alert = %alert.id,
-                    reason = %reason,
-                    "Stage two fell back to the rule-based verdict"
-                );
+                // Without a model the rules are the configured verdict.
+                if self.model_queue.is_some() {
+                    tracing::warn!(
+                        camera = %visit.camera,
+                        visit = %visit.visit_id,
+                        alert = %alert.id,
+                        reason = %reason,
+                        "Stage two fell back to the rule-based verdict"
+                    );
+                }
                 alert.stage = Stage::Fallback;
                 alert.urgency = rules.urgency;
                 alert.message = rules.message;

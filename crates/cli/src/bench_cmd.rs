@@ -29,6 +29,10 @@ pub enum Mode {
     Full,
     /// Time to first token and decode speed against llama-bench/llama-server.
     Perf,
+    /// How many live cameras this machine sustains: N RTSP streams from a
+    /// local server through the real live pipeline, gate off and on, busy
+    /// and idle-stretch footage.
+    Cameras,
 }
 
 #[derive(Args, Debug)]
@@ -78,6 +82,18 @@ pub struct BenchArgs {
     /// (default: the one scripts/build-llama-tools.sh builds, if present).
     #[arg(long)]
     pub llama_tools: Option<PathBuf>,
+    /// Cameras mode: the detector, by name.
+    #[arg(long, default_value = "centernet")]
+    pub detector: String,
+    /// Cameras mode: the person embedder, by name.
+    #[arg(long, default_value = "mobilenetv2-embedder")]
+    pub embedder: String,
+    /// Cameras mode: measured seconds for each number of cameras (5-50).
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Cameras mode: the most cameras to try.
+    #[arg(long, default_value_t = 64)]
+    pub max_cameras: usize,
 }
 
 impl BenchArgs {
@@ -131,6 +147,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let cache = ModelCache::from_env();
     if args.mode == Mode::Perf {
         return run_perf(&args, &cache);
+    }
+    if args.mode == Mode::Cameras {
+        return crate::cameras_bench::run(&args);
     }
     let backend = backend(&args, &cache)?;
     eprintln!("benchmark against {}", backend.describe());

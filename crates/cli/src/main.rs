@@ -4,6 +4,7 @@ mod alerts;
 mod bench_cmd;
 mod bench_images;
 mod calibrate;
+mod cameras_bench;
 mod config;
 mod models_cmd;
 mod perf;

@@ -1,0 +1,527 @@
+//! `streamer bench --mode cameras`: how many cameras this machine holds.
+//!
+//! A local RTSP server on 127.0.0.1 (in this process) serves N H.264
+//! streams made from vtest: always-busy footage (people all the time) and
+//! idle-stretch footage (mostly an empty scene, see `streamer footage`).
+//! The real live pipeline (`streamer run`'s supervisors, freshest-frame
+//! slots, motion gate, detector, identity, alerts without a broker) runs on
+//! them for a fixed time per N, and the largest N it sustains is searched
+//! for, with the gate off and on.
+//!
+//! Sustained: under 1 % of the frames the gate passes dropped, p95 from
+//! frame arrival to the end of detection under 500 ms, every camera at 90 %
+//! or more of its target fps, and stage one of every new visit's alert
+//! stored under 1 s after its frame arrived.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use gstreamer_rtsp_server::prelude::*;
+use serde::Serialize;
+use streamer_alerts::{AlertPipeline, AlertsConfig};
+use streamer_core::Frame;
+use streamer_footage::Piece;
+use streamer_identity::IdentityConfig;
+use streamer_ingest::{Fps, LiveInput, LiveSettings};
+use streamer_models::ModelCache;
+use streamer_motion::{MotionConfig, MotionGate};
+use streamer_runner::{
+    Backoff, CameraSpec, Clock, FrameOutcome, IdentityStage, LiveRunner, Observer, StageGraph,
+    Stages, Zone,
+};
+
+use crate::bench_cmd::BenchArgs;
+use crate::runtime;
+
+const DETECT_FPS: u32 = 5;
+
+/// One run of N cameras.
+#[derive(Clone, Debug, Serialize)]
+struct Step {
+    cameras: usize,
+    sustained: bool,
+    why_not: Vec<String>,
+    cpu_per_camera_pct: f64,
+    rss_start_mib: f64,
+    rss_end_mib: f64,
+    frames_processed: u64,
+    frames_gated_out: u64,
+    frames_dropped: u64,
+    dropped_of_passed_pct: f64,
+    latency_p50_ms: f64,
+    latency_p95_ms: f64,
+    latency_max_ms: f64,
+    min_camera_fps: f64,
+    alerts: usize,
+    alert_max_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Case {
+    footage: &'static str,
+    gate: bool,
+    sustained_cameras: usize,
+    steps: Vec<Step>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    detect_fps: u32,
+    seconds_per_step: u64,
+    inference_ms: f64,
+    inference_bound_cameras: f64,
+    cases: Vec<Case>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    let cache = ModelCache::from_env();
+    let vtest = cache
+        .require("vtest")
+        .context("the bench streams footage made from vtest")?;
+    let dir = tempfile::tempdir()?;
+    eprintln!("making footage from {} ...", vtest.display());
+    let busy = dir.path().join("busy.mp4");
+    streamer_footage::make(
+        &vtest,
+        DETECT_FPS,
+        &[Piece::Real {
+            from_s: 0.0,
+            seconds: 60.0,
+        }],
+        &busy,
+    )?;
+    let idle = dir.path().join("idle.mp4");
+    streamer_footage::make(
+        &vtest,
+        DETECT_FPS,
+        &streamer_footage::standard_plan(),
+        &idle,
+    )?;
+    let server = RtspServer::start(&[("busy", &busy), ("idle", &idle)])?;
+
+    let (inference_ms, frame) = bare_inference(&cache, args, &busy)?;
+    let bound = 1000.0 / (inference_ms * f64::from(DETECT_FPS));
+    eprintln!(
+        "bare detector inference: {inference_ms:.1} ms a frame ({}x{}), so at most {bound:.1} cameras at {DETECT_FPS} fps",
+        frame.0, frame.1
+    );
+    let seconds = args.seconds.clamp(5, 50);
+    let mut cases = Vec::new();
+    for (footage, gate) in [
+        ("busy", false),
+        ("busy", true),
+        ("idle", false),
+        ("idle", true),
+    ] {
+        eprintln!(
+            "\n{footage} footage, motion gate {}:",
+            if gate { "on" } else { "off" }
+        );
+        let mut steps: Vec<Step> = Vec::new();
+        let try_n = |n: usize, steps: &mut Vec<Step>| -> Result<bool> {
+            let step = run_step(&cache, args, &server, footage, gate, n, seconds)?;
+            print_step(&step);
+            let ok = step.sustained;
+            steps.push(step);
+            Ok(ok)
+        };
+        // Double until it fails, then bisect.
+        let (mut good, mut bad) = (0usize, None);
+        let mut n = 1usize;
+        while n <= args.max_cameras {
+            if try_n(n, &mut steps)? {
+                good = n;
+                n *= 2;
+            } else {
+                bad = Some(n);
+                break;
+            }
+        }
+        if let Some(mut bad) = bad {
+            while bad - good > 1 {
+                let mid = (good + bad) / 2;
+                if try_n(mid, &mut steps)? {
+                    good = mid;
+                } else {
+                    bad = mid;
+                }
+            }
+        }
+        eprintln!("  => sustained: {good} camera(s)");
+        steps.sort_by_key(|s| s.cameras);
+        cases.push(Case {
+            footage,
+            gate,
+            sustained_cameras: good,
+            steps,
+        });
+    }
+    drop(server);
+    eprintln!(
+        "\nsummary ({DETECT_FPS} fps detect, {seconds} s a step; inference bound {bound:.1}):"
+    );
+    eprintln!("  footage  gate  cameras sustained");
+    for case in &cases {
+        eprintln!(
+            "  {:<7}  {:<4}  {}",
+            case.footage,
+            if case.gate { "on" } else { "off" },
+            case.sustained_cameras
+        );
+    }
+    let report = Report {
+        detect_fps: DETECT_FPS,
+        seconds_per_step: seconds,
+        inference_ms,
+        inference_bound_cameras: bound,
+        cases,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_step(s: &Step) {
+    eprintln!(
+        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | min fps {:.2} | alerts {} (max {} ms){}",
+        s.cameras,
+        if s.sustained { "ok  " } else { "FAIL" },
+        s.cpu_per_camera_pct,
+        s.rss_start_mib,
+        s.rss_end_mib,
+        s.frames_processed,
+        s.frames_gated_out,
+        s.frames_dropped,
+        s.dropped_of_passed_pct,
+        s.latency_p50_ms,
+        s.latency_p95_ms,
+        s.latency_max_ms,
+        s.min_camera_fps,
+        s.alerts,
+        s.alert_max_ms.map_or("-".into(), |v| format!("{v:.0}")),
+        if s.why_not.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", s.why_not.join("; "))
+        }
+    );
+}
+
+/// Mean time of one detector call on a frame of `footage`.
+fn bare_inference(
+    cache: &ModelCache,
+    args: &BenchArgs,
+    footage: &Path,
+) -> Result<(f64, (u32, u32))> {
+    let mut detector = runtime::detector(cache, &args.detector, None)?;
+    let frame = streamer_ingest::frames(streamer_ingest::open(
+        footage,
+        Arc::from("bench"),
+        Fps {
+            num: DETECT_FPS,
+            den: 1,
+        },
+    )?)
+    .nth(10)
+    .context("the footage has frames")??;
+    for _ in 0..3 {
+        detector.detect(&frame)?;
+    }
+    let rounds = 20;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        detector.detect(&frame)?;
+    }
+    Ok((
+        started.elapsed().as_secs_f64() * 1000.0 / f64::from(rounds),
+        (frame.width, frame.height),
+    ))
+}
+
+#[derive(Default)]
+struct Measured {
+    /// Arrival to end of detection, detected frames only, ms.
+    latencies: Vec<f64>,
+    /// Arrival to stage one stored, frames that opened an alert, ms.
+    alerts: Vec<f64>,
+}
+
+struct Recorder(Arc<Mutex<Measured>>);
+
+impl Observer for Recorder {
+    fn frame(&mut self, frame: &Frame, outcome: &FrameOutcome) {
+        let since_arrival = wall_now().saturating_sub(frame.pts).as_secs_f64() * 1000.0;
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if outcome.gate.is_none_or(|g| g.passes()) {
+            m.latencies.push(since_arrival);
+        }
+        for _ in &outcome.alerts {
+            m.alerts.push(since_arrival);
+        }
+    }
+}
+
+fn wall_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn run_step(
+    cache: &ModelCache,
+    args: &BenchArgs,
+    server: &RtspServer,
+    footage: &str,
+    gate: bool,
+    n: usize,
+    seconds: u64,
+) -> Result<Step> {
+    let detector = runtime::detector(cache, &args.detector, None)?;
+    let (embedder, tracker) =
+        runtime::identity_stage(cache, &args.embedder, None, IdentityConfig::default())?;
+    let outbox = tempfile::tempdir()?;
+    let alerts = Arc::new(AlertPipeline::start_without_broker(
+        &AlertsConfig {
+            outbox_dir: outbox.path().to_path_buf(),
+            ..AlertsConfig::default()
+        },
+        None,
+    )?);
+    let mut graph = StageGraph::new(
+        detector,
+        Some(IdentityStage { embedder, tracker }),
+        Some(Arc::clone(&alerts)),
+        Clock::Wall(Zone::System),
+    );
+    if gate {
+        graph = graph.with_motion_gate(MotionGate::new(MotionConfig::default(), BTreeMap::new()));
+    }
+    let measured = Arc::new(Mutex::new(Measured::default()));
+    let cameras: Vec<CameraSpec> = (0..n)
+        .map(|i| CameraSpec {
+            name: format!("cam{i:02}"),
+            input: LiveInput::Rtsp(server.url(footage)),
+            settings: LiveSettings {
+                fps: Fps {
+                    num: DETECT_FPS,
+                    den: 1,
+                },
+                ..LiveSettings::default()
+            },
+            stall_timeout: Duration::from_secs(20),
+            backoff: Backoff::default(),
+        })
+        .collect();
+    let runner = LiveRunner::start(
+        cameras,
+        Stages {
+            graph,
+            observer: Box::new(Recorder(Arc::clone(&measured))),
+        },
+    )?;
+    let telemetry = Arc::clone(runner.telemetry());
+    // Warm up: every camera online and a few seconds of frames.
+    let started = Instant::now();
+    while telemetry
+        .cameras()
+        .any(|c| c.state() != streamer_runner::CameraState::Online)
+    {
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let totals = || {
+        telemetry
+            .cameras()
+            .fold((0u64, 0u64, 0u64), |(p, g, d), c| {
+                let h = c.health();
+                (
+                    p + h.frames_processed,
+                    g + h.frames_gated_out,
+                    d + h.frames_dropped,
+                )
+            })
+    };
+    let per_camera = || -> Vec<u64> {
+        telemetry
+            .cameras()
+            .map(|c| c.health().frames_processed)
+            .collect()
+    };
+    *measured.lock().unwrap_or_else(|p| p.into_inner()) = Measured::default();
+    let (p0, g0, d0) = totals();
+    let cams0 = per_camera();
+    let cpu0 = cpu_seconds();
+    let rss_start = rss_mib();
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let elapsed = window.elapsed().as_secs_f64();
+    let (p1, g1, d1) = totals();
+    let cams1 = per_camera();
+    let cpu = cpu_seconds() - cpu0;
+    let rss_end = rss_mib();
+    let m = std::mem::take(&mut *measured.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(pipeline) = runner.stop() {
+        drop(pipeline);
+    }
+    if let Ok(pipeline) = Arc::try_unwrap(alerts) {
+        pipeline.shutdown(Duration::ZERO);
+    }
+
+    let (processed, gated, dropped) = (p1 - p0, g1 - g0, d1 - d0);
+    let passed = processed - gated;
+    let dropped_pct = 100.0 * dropped as f64 / (passed + dropped).max(1) as f64;
+    let min_fps = cams0
+        .iter()
+        .zip(&cams1)
+        .map(|(a, b)| (b - a) as f64 / elapsed)
+        .fold(f64::INFINITY, f64::min);
+    let mut lat = m.latencies.clone();
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    let alert_max = m.alerts.iter().copied().reduce(f64::max);
+    let mut why_not = Vec::new();
+    if dropped_pct >= 1.0 {
+        why_not.push(format!("{dropped_pct:.1} % of passed frames dropped"));
+    }
+    if pct(0.95) >= 500.0 {
+        why_not.push(format!("p95 latency {:.0} ms", pct(0.95)));
+    }
+    if min_fps < 0.9 * f64::from(DETECT_FPS) {
+        why_not.push(format!("a camera at {min_fps:.2} fps"));
+    }
+    if alert_max.is_some_and(|v| v >= 1000.0) {
+        why_not.push(format!("an alert after {:.0} ms", alert_max.unwrap_or(0.0)));
+    }
+    Ok(Step {
+        cameras: n,
+        sustained: why_not.is_empty(),
+        why_not,
+        cpu_per_camera_pct: 100.0 * cpu / elapsed / n as f64,
+        rss_start_mib: rss_start,
+        rss_end_mib: rss_end,
+        frames_processed: processed,
+        frames_gated_out: gated,
+        frames_dropped: dropped,
+        dropped_of_passed_pct: dropped_pct,
+        latency_p50_ms: pct(0.5),
+        latency_p95_ms: pct(0.95),
+        latency_max_ms: lat.last().copied().unwrap_or(0.0),
+        min_camera_fps: min_fps,
+        alerts: m.alerts.len(),
+        alert_max_ms: alert_max,
+    })
+}
+
+/// User + system CPU time of this process, seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (11 and 12 after the name).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// An RTSP server on 127.0.0.1 serving each file at `/<name>`, without
+/// re-encoding (the files are H.264 already); every client gets its own
+/// media from the start of the file.
+struct RtspServer {
+    port: u16,
+    main_loop: gstreamer::glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RtspServer {
+    fn start(files: &[(&str, &PathBuf)]) -> Result<Self> {
+        gstreamer::init()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let context = gstreamer::glib::MainContext::new();
+        let main_loop = gstreamer::glib::MainLoop::new(Some(&context), false);
+        let server = gstreamer_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&port.to_string());
+        let mounts = server
+            .mount_points()
+            .context("the server has mount points")?;
+        for (name, file) in files {
+            let factory = gstreamer_rtsp_server::RTSPMediaFactory::new();
+            factory.set_launch(&format!(
+                "( filesrc location=\"{}\" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+                file.display()
+            ));
+            factory.set_shared(false);
+            mounts.add_factory(&format!("/{name}"), factory);
+        }
+        let source = server.attach(Some(&context))?;
+        let loop_ = main_loop.clone();
+        let thread = std::thread::Builder::new()
+            .name("bench-rtsp".into())
+            .spawn(move || {
+                let _server = server;
+                let _source = source;
+                loop_.run();
+            })?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("the bench's RTSP server did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            port,
+            main_loop,
+            thread: Some(thread),
+        })
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
