@@ -88,12 +88,18 @@ pub struct BenchArgs {
     /// Cameras mode: the person embedder, by name.
     #[arg(long, default_value = "mobilenetv2-embedder")]
     pub embedder: String,
-    /// Cameras mode: measured seconds for each number of cameras (5-50).
-    #[arg(long, default_value_t = 20)]
+    /// Cameras mode: measured seconds for each number of cameras (5-80;
+    /// from 4 s into the footage, so 30 s of the idle footage hold 16 s of
+    /// empty scene, a visit of 8 s and its end).
+    #[arg(long, default_value_t = 30)]
     pub seconds: u64,
     /// Cameras mode: the most cameras to try.
     #[arg(long, default_value_t = 64)]
     pub max_cameras: usize,
+    /// Cameras mode: afterwards, run the sustained number of gated cameras
+    /// on idle footage this many minutes (RSS growth, stalls); 0: no soak.
+    #[arg(long, default_value_t = 0)]
+    pub soak_minutes: u64,
 }
 
 impl BenchArgs {

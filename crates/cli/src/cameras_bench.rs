@@ -51,6 +51,8 @@ struct Step {
     frames_processed: u64,
     frames_gated_out: u64,
     frames_dropped: u64,
+    stalls: u64,
+    reconnects: u64,
     dropped_of_passed_pct: f64,
     latency_p50_ms: f64,
     latency_p95_ms: f64,
@@ -75,6 +77,7 @@ struct Report {
     inference_ms: f64,
     inference_bound_cameras: f64,
     cases: Vec<Case>,
+    soak: Option<Step>,
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
@@ -101,7 +104,17 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         &streamer_footage::standard_plan(),
         &idle,
     )?;
-    let server = RtspServer::start(&[("busy", &busy), ("idle", &idle)])?;
+    // The soak needs footage as long as itself (a stream that ends would
+    // reconnect): the idle plan repeated.
+    let soak = dir.path().join("soak.mp4");
+    if args.soak_minutes > 0 {
+        let repeats = (args.soak_minutes * 60).div_ceil(96) as usize + 1;
+        let plan: Vec<Piece> = std::iter::repeat_n(streamer_footage::standard_plan(), repeats)
+            .flatten()
+            .collect();
+        streamer_footage::make(&vtest, DETECT_FPS, &plan, &soak)?;
+    }
+    let server = RtspServer::start(&[("busy", &busy), ("idle", &idle), ("soak", &soak)])?;
 
     let (inference_ms, frame) = bare_inference(&cache, args, &busy)?;
     let bound = 1000.0 / (inference_ms * f64::from(DETECT_FPS));
@@ -109,7 +122,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         "bare detector inference: {inference_ms:.1} ms a frame ({}x{}), so at most {bound:.1} cameras at {DETECT_FPS} fps",
         frame.0, frame.1
     );
-    let seconds = args.seconds.clamp(5, 50);
+    let seconds = args.seconds.clamp(5, 80);
     let mut cases = Vec::new();
     for (footage, gate) in [
         ("busy", false),
@@ -160,6 +173,31 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             steps,
         });
     }
+    let soak_step = match cases.last() {
+        Some(case) if args.soak_minutes > 0 && case.sustained_cameras > 0 => {
+            let n = case.sustained_cameras;
+            eprintln!(
+                "\nsoak: {n} cameras, idle footage, gate on, {} min:",
+                args.soak_minutes
+            );
+            let step = run_step(
+                &cache,
+                args,
+                &server,
+                "soak",
+                true,
+                n,
+                args.soak_minutes * 60,
+            )?;
+            print_step(&step);
+            eprintln!(
+                "  rss growth {:.1} %",
+                100.0 * (step.rss_end_mib - step.rss_start_mib) / step.rss_start_mib
+            );
+            Some(step)
+        }
+        _ => None,
+    };
     drop(server);
     eprintln!(
         "\nsummary ({DETECT_FPS} fps detect, {seconds} s a step; inference bound {bound:.1}):"
@@ -179,6 +217,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         inference_ms,
         inference_bound_cameras: bound,
         cases,
+        soak: soak_step,
     };
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -342,12 +381,14 @@ fn run_step(
     let totals = || {
         telemetry
             .cameras()
-            .fold((0u64, 0u64, 0u64), |(p, g, d), c| {
+            .fold((0u64, 0u64, 0u64, 0u64, 0u64), |(p, g, d, s, r), c| {
                 let h = c.health();
                 (
                     p + h.frames_processed,
                     g + h.frames_gated_out,
                     d + h.frames_dropped,
+                    s + h.stalls,
+                    r + h.reconnects,
                 )
             })
     };
@@ -358,14 +399,14 @@ fn run_step(
             .collect()
     };
     *measured.lock().unwrap_or_else(|p| p.into_inner()) = Measured::default();
-    let (p0, g0, d0) = totals();
+    let (p0, g0, d0, s0, r0) = totals();
     let cams0 = per_camera();
     let cpu0 = cpu_seconds();
     let rss_start = rss_mib();
     let window = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
     let elapsed = window.elapsed().as_secs_f64();
-    let (p1, g1, d1) = totals();
+    let (p1, g1, d1, s1, r1) = totals();
     let cams1 = per_camera();
     let cpu = cpu_seconds() - cpu0;
     let rss_end = rss_mib();
@@ -405,6 +446,9 @@ fn run_step(
     if min_fps < 0.9 * f64::from(DETECT_FPS) {
         why_not.push(format!("a camera at {min_fps:.2} fps"));
     }
+    if s1 > s0 {
+        why_not.push(format!("{} stall(s)", s1 - s0));
+    }
     if alert_max.is_some_and(|v| v >= 1000.0) {
         why_not.push(format!("an alert after {:.0} ms", alert_max.unwrap_or(0.0)));
     }
@@ -418,6 +462,8 @@ fn run_step(
         frames_processed: processed,
         frames_gated_out: gated,
         frames_dropped: dropped,
+        stalls: s1 - s0,
+        reconnects: r1 - r0,
         dropped_of_passed_pct: dropped_pct,
         latency_p50_ms: pct(0.5),
         latency_p95_ms: pct(0.95),

@@ -208,9 +208,18 @@ impl StageGraph {
                 .events
         };
         if let Some(alerts) = &self.alerts {
+            // One snapshot for every visit this frame opens (a group
+            // walking in opens several at once).
+            let mut snapshot = None;
             for event in outcome.events.iter().filter(|e| e.kind == EventKind::New) {
-                let snapshot = encode_jpeg(frame.width, frame.height, &frame.rgb, 80)
-                    .map_err(|e| failed("alert")(e.to_string()))?;
+                let snapshot = match &snapshot {
+                    Some(jpeg) => Vec::clone(jpeg),
+                    None => {
+                        let jpeg = encode_jpeg(frame.width, frame.height, &frame.rgb, 80)
+                            .map_err(|e| failed("alert")(e.to_string()))?;
+                        snapshot.insert(jpeg).clone()
+                    }
+                };
                 let receipt = alerts
                     .visit_opened(VisitOpened {
                         camera: frame.camera.to_string(),
