@@ -148,9 +148,10 @@ impl AlertPipeline {
     }
 
     /// The same stages without a broker: alerts are decided, journaled in
-    /// the outbox and handed back through their receipts, but never sent.
-    /// For a terminal-only run, give `config.outbox_dir` a throwaway
-    /// directory (nothing will ever acknowledge what is in it).
+    /// the outbox and handed back through their receipts, but never sent;
+    /// each message counts as done once journaled, so memory stays flat
+    /// however long the run. Give `config.outbox_dir` a throwaway
+    /// directory.
     pub fn start_without_broker(
         config: &AlertsConfig,
         backend: Option<Arc<dyn ChatBackend>>,
@@ -196,6 +197,9 @@ impl AlertPipeline {
         });
         for camera in config.cameras.keys() {
             inner.ensure_camera(camera);
+        }
+        if !connect {
+            shared.set_no_broker();
         }
         let publisher = if connect {
             Some(MqttPublisher::start(settings, shared)?)

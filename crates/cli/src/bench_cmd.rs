@@ -96,6 +96,14 @@ pub struct BenchArgs {
     /// Cameras mode: the most cameras to try.
     #[arg(long, default_value_t = 64)]
     pub max_cameras: usize,
+    /// Cameras mode: only these cases (busy-off, busy-on, idle-off,
+    /// idle-on: footage and motion gate), comma-separated; default all.
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Cameras mode: detection only, no embedding, visits or alerts (the
+    /// figure the bare-inference bound speaks of).
+    #[arg(long)]
+    pub no_identity: bool,
     /// Cameras mode: afterwards, run the sustained number of gated cameras
     /// on idle footage this many minutes (RSS growth, stalls); 0: no soak.
     #[arg(long, default_value_t = 0)]

@@ -2,7 +2,10 @@
 //!
 //! A local RTSP server on 127.0.0.1 (in this process) serves N H.264
 //! streams made from vtest: always-busy footage (people all the time) and
-//! idle-stretch footage (mostly an empty scene, see `streamer footage`).
+//! idle-stretch footage (mostly an empty scene, see `streamer footage`; six
+//! variants started at other points, so people do not arrive on every
+//! camera at the same moment). The server only packetises: the files are
+//! H.264 already, so its cost is small but counted in the CPU figures.
 //! The real live pipeline (`streamer run`'s supervisors, freshest-frame
 //! slots, motion gate, detector, identity, alerts without a broker) runs on
 //! them for a fixed time per N, and the largest N it sustains is searched
@@ -13,7 +16,6 @@
 //! or more of its target fps, and stage one of every new visit's alert
 //! stored under 1 s after its frame arrived.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -28,7 +30,7 @@ use streamer_footage::Piece;
 use streamer_identity::IdentityConfig;
 use streamer_ingest::{Fps, LiveInput, LiveSettings};
 use streamer_models::ModelCache;
-use streamer_motion::{MotionConfig, MotionGate};
+use streamer_motion::MotionConfig;
 use streamer_runner::{
     Backoff, CameraSpec, Clock, FrameOutcome, IdentityStage, LiveRunner, Observer, StageGraph,
     Stages, Zone,
@@ -38,6 +40,10 @@ use crate::bench_cmd::BenchArgs;
 use crate::runtime;
 
 const DETECT_FPS: u32 = 5;
+/// Idle footage comes in this many variants: the same 96 s plan started
+/// 8 s further in each (the two visits of the plan are 48 s apart, so
+/// steps of 8 s keep every variant's visits at other times).
+const IDLE_VARIANTS: usize = 6;
 
 /// One run of N cameras.
 #[derive(Clone, Debug, Serialize)]
@@ -97,24 +103,26 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         }],
         &busy,
     )?;
-    let idle = dir.path().join("idle.mp4");
-    streamer_footage::make(
-        &vtest,
-        DETECT_FPS,
-        &streamer_footage::standard_plan(),
-        &idle,
-    )?;
-    // The soak needs footage as long as itself (a stream that ends would
-    // reconnect): the idle plan repeated.
-    let soak = dir.path().join("soak.mp4");
-    if args.soak_minutes > 0 {
-        let repeats = (args.soak_minutes * 60).div_ceil(96) as usize + 1;
-        let plan: Vec<Piece> = std::iter::repeat_n(streamer_footage::standard_plan(), repeats)
-            .flatten()
-            .collect();
-        streamer_footage::make(&vtest, DETECT_FPS, &plan, &soak)?;
+    // Idle cameras each at another moment of the same kind of day, so
+    // people do not arrive on every camera at once: camera i streams
+    // variant i mod IDLE_VARIANTS. The soak needs footage as long as itself
+    // (a stream that ends would reconnect): the idle plan repeated.
+    let mut mounts = vec![("busy".to_string(), busy.clone())];
+    let soak_repeats = (args.soak_minutes * 60).div_ceil(96) as usize + 1;
+    for k in 0..IDLE_VARIANTS {
+        let offset = 8.0 * k as f64;
+        let plan = streamer_footage::rotate(&streamer_footage::standard_plan(), offset);
+        let path = dir.path().join(format!("idle{k}.mp4"));
+        streamer_footage::make(&vtest, DETECT_FPS, &plan, &path)?;
+        mounts.push((format!("idle{k}"), path));
+        if args.soak_minutes > 0 {
+            let long: Vec<Piece> = std::iter::repeat_n(plan, soak_repeats).flatten().collect();
+            let path = dir.path().join(format!("soak{k}.mp4"));
+            streamer_footage::make(&vtest, DETECT_FPS, &long, &path)?;
+            mounts.push((format!("soak{k}"), path));
+        }
     }
-    let server = RtspServer::start(&[("busy", &busy), ("idle", &idle), ("soak", &soak)])?;
+    let server = RtspServer::start(&mounts)?;
 
     let (inference_ms, frame) = bare_inference(&cache, args, &busy)?;
     let bound = 1000.0 / (inference_ms * f64::from(DETECT_FPS));
@@ -130,6 +138,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         ("idle", false),
         ("idle", true),
     ] {
+        let name = format!("{footage}-{}", if gate { "on" } else { "off" });
+        if !args.cases.is_empty() && !args.cases.contains(&name) {
+            continue;
+        }
         eprintln!(
             "\n{footage} footage, motion gate {}:",
             if gate { "on" } else { "off" }
@@ -173,7 +185,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             steps,
         });
     }
-    let soak_step = match cases.last() {
+    let soak_step = match cases.iter().find(|c| c.footage == "idle" && c.gate) {
         Some(case) if args.soak_minutes > 0 && case.sustained_cameras > 0 => {
             let n = case.sustained_cameras;
             eprintln!(
@@ -323,8 +335,13 @@ fn run_step(
     seconds: u64,
 ) -> Result<Step> {
     let detector = runtime::detector(cache, &args.detector, None)?;
-    let (embedder, tracker) =
-        runtime::identity_stage(cache, &args.embedder, None, IdentityConfig::default())?;
+    let identity = if args.no_identity {
+        None
+    } else {
+        let (embedder, tracker) =
+            runtime::identity_stage(cache, &args.embedder, None, IdentityConfig::default())?;
+        Some(IdentityStage { embedder, tracker })
+    };
     let outbox = tempfile::tempdir()?;
     let alerts = Arc::new(AlertPipeline::start_without_broker(
         &AlertsConfig {
@@ -333,20 +350,20 @@ fn run_step(
         },
         None,
     )?);
-    let mut graph = StageGraph::new(
+    let graph = StageGraph::new(
         detector,
-        Some(IdentityStage { embedder, tracker }),
+        identity,
         Some(Arc::clone(&alerts)),
         Clock::Wall(Zone::System),
     );
-    if gate {
-        graph = graph.with_motion_gate(MotionGate::new(MotionConfig::default(), BTreeMap::new()));
-    }
     let measured = Arc::new(Mutex::new(Measured::default()));
     let cameras: Vec<CameraSpec> = (0..n)
         .map(|i| CameraSpec {
             name: format!("cam{i:02}"),
-            input: LiveInput::Rtsp(server.url(footage)),
+            input: LiveInput::Rtsp(server.url(&match footage {
+                "busy" => footage.to_string(),
+                varied => format!("{varied}{}", i % IDLE_VARIANTS),
+            })),
             settings: LiveSettings {
                 fps: Fps {
                     num: DETECT_FPS,
@@ -356,6 +373,7 @@ fn run_step(
             },
             stall_timeout: Duration::from_secs(20),
             backoff: Backoff::default(),
+            motion: gate.then(MotionConfig::default),
         })
         .collect();
     let runner = LiveRunner::start(
@@ -513,7 +531,7 @@ struct RtspServer {
 }
 
 impl RtspServer {
-    fn start(files: &[(&str, &PathBuf)]) -> Result<Self> {
+    fn start(files: &[(String, PathBuf)]) -> Result<Self> {
         gstreamer::init()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?

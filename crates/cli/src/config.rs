@@ -19,7 +19,7 @@ use streamer_alerts::AlertsConfig;
 use streamer_identity::IdentityConfig;
 use streamer_ingest::{Fps, LiveInput, LiveSettings, Transport};
 use streamer_models::ModelCache;
-use streamer_motion::{MotionConfig, MotionGate};
+use streamer_motion::MotionConfig;
 use streamer_runner::{Backoff, CameraSpec, Zone};
 
 /// Default `[http] listen`: loopback, on a port none of Frigate (5000,
@@ -191,19 +191,6 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The motion gate for the configured cameras (each with its own
-    /// `[cameras.<name>.motion]`).
-    pub fn motion_gate(&self) -> MotionGate {
-        MotionGate::new(
-            MotionConfig::default(),
-            self.config
-                .cameras
-                .iter()
-                .map(|(name, cam)| (name.clone(), cam.motion.clone()))
-                .collect(),
-        )
-    }
-
     /// The alerts stage's view of the file.
     pub fn alerts_config(&self) -> Option<AlertsConfig> {
         let c = &self.config;
@@ -461,6 +448,7 @@ fn check(config: &StreamerConfig, problems: &mut Vec<String>) -> Vec<CameraSpec>
                 },
                 stall_timeout: Duration::from_secs_f64(cam.stall_timeout_s.max(1.0)),
                 backoff,
+                motion: Some(cam.motion.clone()),
             });
         }
     }

@@ -81,8 +81,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             Some(IdentityStage { embedder, tracker }),
             alerts.as_ref().map(|(a, _)| Arc::clone(a)),
             Clock::Wall(loaded.zone.clone()),
-        )
-        .with_motion_gate(loaded.motion_gate()),
+        ),
         observer: Box::new(Terminal { json: args.json }),
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -157,6 +157,81 @@ pub fn standard_plan() -> Vec<Piece> {
     ]
 }
 
+/// The plan started `offset_s` seconds in, the part before moved to the
+/// end: several cameras showing the same kind of day, each at another
+/// moment of it (so people do not arrive everywhere at once).
+pub fn rotate(plan: &[Piece], offset_s: f64) -> Vec<Piece> {
+    let total: f64 = plan.iter().map(Piece::seconds).sum();
+    if total <= 0.0 {
+        return plan.to_vec();
+    }
+    let offset = offset_s.rem_euclid(total);
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    let mut start = 0.0;
+    for piece in plan {
+        let end = start + piece.seconds();
+        if end <= offset {
+            tail.push(piece.clone());
+        } else if start >= offset {
+            head.push(piece.clone());
+        } else {
+            let (before, after) = piece.split(offset - start);
+            tail.push(before);
+            head.push(after);
+        }
+        start = end;
+    }
+    head.extend(tail);
+    head
+}
+
+impl Piece {
+    /// Length in seconds.
+    pub fn seconds(&self) -> f64 {
+        match self {
+            Piece::Idle { seconds, .. } | Piece::Real { seconds, .. } => *seconds,
+        }
+    }
+
+    /// The piece cut `at` seconds in. An IR switch stays where it was in
+    /// time: before the cut it is in the first part and the second part is
+    /// IR from its start; after the cut it moves to the second part.
+    fn split(&self, at: f64) -> (Piece, Piece) {
+        match self {
+            Piece::Real { from_s, seconds } => (
+                Piece::Real {
+                    from_s: *from_s,
+                    seconds: at,
+                },
+                Piece::Real {
+                    from_s: from_s + at,
+                    seconds: seconds - at,
+                },
+            ),
+            Piece::Idle {
+                seconds,
+                ir_after_s,
+            } => {
+                let (first_ir, second_ir) = match ir_after_s {
+                    Some(ir) if *ir < at => (Some(*ir), Some(0.0)),
+                    Some(ir) => (None, Some(ir - at)),
+                    None => (None, None),
+                };
+                (
+                    Piece::Idle {
+                        seconds: at,
+                        ir_after_s: first_ir,
+                    },
+                    Piece::Idle {
+                        seconds: seconds - at,
+                        ir_after_s: second_ir,
+                    },
+                )
+            }
+        }
+    }
+}
+
 /// Makes `plan` from `vtest` at `fps` into `out` (an `.mp4`), with its
 /// labels in `out` + `.json`.
 pub fn make(vtest: &Path, fps: u32, plan: &[Piece], out: &Path) -> Result<Footage, FootageError> {
@@ -365,5 +440,35 @@ impl Encoder {
         };
         let _ = self.pipeline.set_state(gstreamer::State::Null);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_plan_keeps_its_length_and_its_people() {
+        let plan = standard_plan();
+        let rotated = rotate(&plan, 50.0);
+        let total = |p: &[Piece]| p.iter().map(Piece::seconds).sum::<f64>();
+        assert_eq!(total(&rotated), total(&plan));
+        let real = |p: &[Piece]| {
+            p.iter()
+                .filter(|p| matches!(p, Piece::Real { .. }))
+                .map(Piece::seconds)
+                .sum::<f64>()
+        };
+        assert_eq!(real(&rotated), real(&plan));
+        // 50 s in is 22 s into the IR stretch (IR from 15 s): it starts in IR.
+        assert_eq!(
+            rotated[0],
+            Piece::Idle {
+                seconds: 18.0,
+                ir_after_s: Some(0.0)
+            }
+        );
+        assert_eq!(rotate(&plan, 0.0), plan);
+        assert_eq!(rotate(&plan, 96.0), plan);
     }
 }

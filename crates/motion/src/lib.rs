@@ -15,7 +15,8 @@
 //! switching, a cloud, a light turned on) is not motion: the background is
 //! reset to the new picture, so the gate closes again on the next frame.
 //!
-//! [`MotionGate`] adds the policy: the first frame of a camera is always
+//! [`CameraGate`] adds the policy (and [`MotionGate`] keeps one per
+//! camera, for a single thread serving several): the first frame of a camera is always
 //! detected, a frame with motion is detected, and while a visit is open on
 //! the camera a frame is re-checked every `detect_interval` even without
 //! motion (a person standing still is re-confirmed and the visit stays
@@ -367,11 +368,66 @@ pub struct GateCounts {
     pub lighting_resets: u64,
 }
 
-struct CameraGate {
+/// The gate of one camera: its background and the re-check policy.
+#[derive(Debug)]
+pub struct CameraGate {
     detector: MotionDetector,
     interval: Duration,
     last_detect: Option<Duration>,
     counts: GateCounts,
+}
+
+impl CameraGate {
+    /// A gate with no background yet. With `enabled = false` it passes
+    /// every frame.
+    pub fn new(config: MotionConfig) -> Self {
+        Self {
+            interval: config.detect_interval(),
+            detector: MotionDetector::new(config),
+            last_detect: None,
+            counts: GateCounts::default(),
+        }
+    }
+
+    /// Decides whether `frame` is detected. `visit_open`: someone was seen
+    /// on this camera recently (the periodic re-check applies).
+    pub fn judge(&mut self, frame: &Frame, visit_open: bool) -> GateDecision {
+        let decision = if !self.detector.config.enabled {
+            GateDecision::Motion(Motion::Moving { area: 1.0 })
+        } else {
+            match self.detector.observe(frame) {
+                m @ (Motion::First | Motion::Moving { .. }) => GateDecision::Motion(m),
+                m => {
+                    let due = self
+                        .last_detect
+                        .is_none_or(|t| frame.pts.saturating_sub(t) >= self.interval);
+                    if visit_open && due {
+                        GateDecision::Recheck
+                    } else {
+                        GateDecision::Closed(m)
+                    }
+                }
+            }
+        };
+        if decision.passes() {
+            self.counts.passed += 1;
+            self.last_detect = Some(frame.pts);
+        } else {
+            self.counts.gated_out += 1;
+        }
+        if matches!(
+            decision,
+            GateDecision::Closed(Motion::LightingChange { .. })
+        ) {
+            self.counts.lighting_resets += 1;
+        }
+        decision
+    }
+
+    /// What the gate did so far.
+    pub fn counts(&self) -> GateCounts {
+        self.counts
+    }
 }
 
 /// The gate for all cameras: per-camera settings, one background each.
@@ -403,59 +459,20 @@ impl MotionGate {
     /// Decides whether `frame` is detected. `visit_open`: someone was seen
     /// on this camera recently (the periodic re-check applies).
     pub fn judge(&mut self, frame: &Frame, visit_open: bool) -> GateDecision {
-        let camera = self
-            .cameras
+        let (default, per_camera) = (&self.default, &self.per_camera);
+        self.cameras
             .entry(frame.camera.to_string())
             .or_insert_with(|| {
-                let config = self
-                    .per_camera
-                    .get(&*frame.camera)
-                    .unwrap_or(&self.default)
-                    .clone();
-                CameraGate {
-                    interval: config.detect_interval(),
-                    detector: MotionDetector::new(config),
-                    last_detect: None,
-                    counts: GateCounts::default(),
-                }
-            });
-        let decision = if !camera.detector.config.enabled {
-            GateDecision::Motion(Motion::Moving { area: 1.0 })
-        } else {
-            match camera.detector.observe(frame) {
-                m @ (Motion::First | Motion::Moving { .. }) => GateDecision::Motion(m),
-                m => {
-                    let due = camera
-                        .last_detect
-                        .is_none_or(|t| frame.pts.saturating_sub(t) >= camera.interval);
-                    if visit_open && due {
-                        GateDecision::Recheck
-                    } else {
-                        GateDecision::Closed(m)
-                    }
-                }
-            }
-        };
-        if decision.passes() {
-            camera.counts.passed += 1;
-            camera.last_detect = Some(frame.pts);
-        } else {
-            camera.counts.gated_out += 1;
-        }
-        if matches!(
-            decision,
-            GateDecision::Closed(Motion::LightingChange { .. })
-        ) {
-            camera.counts.lighting_resets += 1;
-        }
-        decision
+                CameraGate::new(per_camera.get(&*frame.camera).unwrap_or(default).clone())
+            })
+            .judge(frame, visit_open)
     }
 
     /// The counts of one camera (zero before its first frame).
     pub fn counts(&self, camera: &str) -> GateCounts {
         self.cameras
             .get(camera)
-            .map(|c| c.counts)
+            .map(CameraGate::counts)
             .unwrap_or_default()
     }
 }

@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use streamer_ingest::{IngestError, LiveInput, LiveSettings, LiveSource};
+use streamer_motion::{CameraGate, MotionConfig};
 
 use crate::backoff::{jitter_unit, Backoff};
 use crate::handoff::FreshestSlots;
@@ -28,6 +29,10 @@ pub struct CameraSpec {
     pub stall_timeout: Duration,
     /// Delays between restarts.
     pub backoff: Backoff,
+    /// The motion gate, run on the camera's own thread so that a frame
+    /// without motion never reaches the detector's queue. `None`: every
+    /// frame goes on.
+    pub motion: Option<MotionConfig>,
 }
 
 /// How often a waiting supervisor looks at the stop flag.
@@ -56,6 +61,8 @@ fn supervise(
     stop: Arc<AtomicBool>,
 ) {
     let camera: Arc<str> = Arc::from(spec.name.as_str());
+    // The background outlives reconnections: the scene is the same.
+    let mut gate = spec.motion.clone().map(CameraGate::new);
     let mut failures = 0usize;
     let mut attempt = 0u64;
     let mut was_online = false;
@@ -75,6 +82,7 @@ fn supervise(
             &stop,
             started,
             &mut was_online,
+            &mut gate,
         );
         if stop.load(Ordering::Relaxed) {
             break;
@@ -136,6 +144,7 @@ fn run_once(
     stop: &AtomicBool,
     started: Instant,
     was_online: &mut bool,
+    gate: &mut Option<CameraGate>,
 ) -> Outcome {
     let mut source = match LiveSource::open(&spec.input, camera.clone(), &spec.settings) {
         Ok(s) => s,
@@ -155,6 +164,7 @@ fn run_once(
         stop,
         started,
         was_online,
+        gate,
         &mut source,
     );
     release(source, camera);
@@ -187,6 +197,7 @@ fn watch(
     stop: &AtomicBool,
     started: Instant,
     was_online: &mut bool,
+    gate: &mut Option<CameraGate>,
     source: &mut LiveSource,
 ) -> Outcome {
     let mut last = started;
@@ -215,6 +226,17 @@ fn watch(
                     *was_online = true;
                 }
                 telemetry.frame_in(camera);
+                if let Some(gate) = gate.as_mut() {
+                    let visit_open = telemetry.camera(camera).is_some_and(|c| c.visit_open());
+                    if !gate.judge(&frame, visit_open).passes() {
+                        telemetry.emit(Event::FrameProcessed {
+                            camera,
+                            latency: Duration::ZERO,
+                            detected: false,
+                        });
+                        continue;
+                    }
+                }
                 if slots.put(index, frame) {
                     telemetry.emit(Event::FrameDropped { camera });
                 }

@@ -101,6 +101,11 @@ impl StageGraph {
         self
     }
 
+    /// Whether somebody was seen on `camera` within a visit's end time.
+    pub fn person_present(&self, camera: &str) -> bool {
+        self.present.get(camera).copied().unwrap_or(false)
+    }
+
     /// What the motion gate did on a camera (`None` without a gate).
     pub fn gate_counts(&self, camera: &str) -> Option<GateCounts> {
         self.gate.as_ref().map(|g| g.counts(camera))

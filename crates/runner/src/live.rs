@@ -153,6 +153,9 @@ impl Inference {
             if !ended.is_empty() {
                 self.stages.observer.visits(&ended);
             }
+            for stats in self.telemetry.cameras() {
+                stats.set_visit_open(self.stages.graph.person_present(&stats.name));
+            }
             self.report();
             if let Some(queue) = self.stages.graph.alerts().and_then(|a| a.model_queue()) {
                 self.telemetry.model_queue(&queue);

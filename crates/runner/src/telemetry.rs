@@ -7,7 +7,7 @@
 //! [`CameraStats`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,9 @@ pub struct CameraStats {
     pub frames_processed: AtomicU64,
     /// Frames the motion gate kept from detection.
     pub frames_gated_out: AtomicU64,
+    /// Somebody was seen on this camera recently (the inference thread
+    /// sets it; the camera's motion gate re-checks while it is set).
+    visit_open: AtomicBool,
     /// Successful reconnections since start.
     pub reconnects: AtomicU64,
     /// Stalls since start.
@@ -176,10 +179,20 @@ impl CameraStats {
             frames_dropped: AtomicU64::new(0),
             frames_processed: AtomicU64::new(0),
             frames_gated_out: AtomicU64::new(0),
+            visit_open: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             recent: Mutex::new(Recent::default()),
         }
+    }
+
+    /// Whether somebody was seen on the camera recently.
+    pub fn visit_open(&self) -> bool {
+        self.visit_open.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_visit_open(&self, open: bool) {
+        self.visit_open.store(open, Ordering::Relaxed);
     }
 
     /// The camera's state now.

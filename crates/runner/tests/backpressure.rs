@@ -43,6 +43,7 @@ fn a_held_back_detector_costs_drops_not_memory() {
         },
         stall_timeout: Duration::from_secs(30),
         backoff: Backoff::default(),
+        motion: None,
     };
     let telemetry = Arc::new(Telemetry::new([("pattern", spec.input.redacted())]));
     let slots = Arc::new(FreshestSlots::new(1));
