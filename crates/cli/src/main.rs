@@ -44,7 +44,7 @@ enum Command {
     /// 15 suites, 35 image tests), or measure its speed against llama.cpp's
     /// own tools (`--mode perf`). Runs offline on the in-process model unless
     /// `--endpoint` names an OpenAI-compatible server.
-    Bench(bench_cmd::BenchArgs),
+    Bench(Box<bench_cmd::BenchArgs>),
     /// Make test footage of a camera that is idle most of the time: the
     /// empty scene of vtest (its per-pixel median) with sensor noise, real
     /// vtest segments spliced in and a simulated IR switch, as H.264 MP4,
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Replay(args) => replay::run(*args),
-        Command::Bench(args) => bench_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(*args),
         Command::Footage { out, fps } => footage(&out, fps),
         Command::Models { command } => models_cmd::run(command),
     };
