@@ -464,12 +464,18 @@ fn summarise(backend: String, tests: Vec<TestResult>, wall: Duration) -> BenchRe
 }
 
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM")
+}
+
+/// A memory figure of this process from /proc/self/status (`VmRSS`,
+/// `VmHWM`, …) in MiB; 0 where it cannot be read.
+pub(crate) fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .and_then(|l| l.split_whitespace().nth(1))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)

@@ -511,14 +511,7 @@ fn cpu_seconds() -> f64 {
 }
 
 fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    crate::bench_cmd::status_mib("VmRSS")
 }
 
 /// An RTSP server on 127.0.0.1 serving each file at `/<name>`, without

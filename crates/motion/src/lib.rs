@@ -180,6 +180,9 @@ pub struct MotionDetector {
     background: Vec<f32>,
     noise: Vec<f32>,
     grey: Vec<f32>,
+    /// Per-frame scratch, kept to spare an allocation a frame.
+    changed: Vec<bool>,
+    diffs: Vec<f32>,
 }
 
 impl MotionDetector {
@@ -194,6 +197,8 @@ impl MotionDetector {
             background: Vec::new(),
             noise: Vec::new(),
             grey: Vec::new(),
+            changed: Vec::new(),
+            diffs: Vec::new(),
         }
     }
 
@@ -217,8 +222,12 @@ impl MotionDetector {
         let expected = |i: usize| (self.grey[i] - g_mean) * gain + b_mean;
         let floor = f32::from(self.config.threshold);
         let mut changed_cells = 0usize;
-        let mut changed = vec![false; self.grey.len()];
-        let mut diffs = vec![0.0f32; self.grey.len()];
+        let mut changed = std::mem::take(&mut self.changed);
+        let mut diffs = std::mem::take(&mut self.diffs);
+        changed.clear();
+        changed.resize(self.grey.len(), false);
+        diffs.clear();
+        diffs.resize(self.grey.len(), 0.0);
         for (i, c) in changed.iter_mut().enumerate() {
             if !self.watched[i] {
                 continue;
@@ -233,6 +242,7 @@ impl MotionDetector {
         let area = changed_cells as f32 / self.watched_count as f32;
         if area >= self.config.global_change {
             self.background.copy_from_slice(&self.grey);
+            (self.changed, self.diffs) = (changed, diffs);
             return Motion::LightingChange { area };
         }
         // The background follows the picture as it is now (so a lasting
@@ -245,6 +255,7 @@ impl MotionDetector {
                 self.noise[i] += LEARN_STILL * (diffs[i].abs() - self.noise[i]);
             }
         }
+        (self.changed, self.diffs) = (changed, diffs);
         if area >= self.config.min_area {
             Motion::Moving { area }
         } else {
