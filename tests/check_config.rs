@@ -88,6 +88,11 @@ fn broken_configs_name_the_key_path() {
             "cameras.porch.detect_fps: 120 is out of range",
         ),
         (
+            "picture width too small to detect on",
+            format!("{GOOD_CAMERA}max_width = 64\n"),
+            "cameras.porch.max_width: 64 is out of range; use 160 to 7680",
+        ),
+        (
             "fps that rounds to zero",
             format!("{GOOD_CAMERA}detect_fps = 0.0004\n"),
             "cameras.porch.detect_fps: invalid source settings: sampling fps must be at least 0.001",

@@ -69,6 +69,10 @@ pub struct CameraSection {
     pub transport: Transport,
     #[serde(default)]
     pub latency_ms: u32,
+    /// Wider pictures are scaled down to this width before colour
+    /// conversion (aspect kept).
+    #[serde(default = "default_max_width")]
+    pub max_width: u32,
     #[serde(default = "default_stall_timeout_s")]
     pub stall_timeout_s: f64,
     /// Restart delays in seconds; the last repeats.
@@ -134,6 +138,9 @@ impl Default for HttpSection {
 
 fn default_detect_fps() -> f64 {
     5.0
+}
+fn default_max_width() -> u32 {
+    streamer_ingest::DEFAULT_MAX_WIDTH
 }
 fn default_stall_timeout_s() -> f64 {
     20.0
@@ -411,6 +418,12 @@ fn check(config: &StreamerConfig, problems: &mut Vec<String>) -> Vec<CameraSpec>
                 .map_err(|e| problems.push(format!("{key}.detect_fps: {e}")))
                 .ok()
         };
+        if !(160..=7680).contains(&cam.max_width) {
+            problems.push(format!(
+                "{key}.max_width: {} is out of range; use 160 to 7680 pixels (1280 is the default)",
+                cam.max_width
+            ));
+        }
         problems.extend(cam.motion.problems(&format!("{key}.motion")));
         if !(cam.stall_timeout_s.is_finite() && cam.stall_timeout_s >= 1.0) {
             problems.push(format!(
@@ -445,6 +458,7 @@ fn check(config: &StreamerConfig, problems: &mut Vec<String>) -> Vec<CameraSpec>
                     network_timeout: Duration::from_secs_f64(
                         cam.stall_timeout_s.clamp(1.0, 60.0) / 2.0,
                     ),
+                    max_width: cam.max_width,
                 },
                 stall_timeout: Duration::from_secs_f64(cam.stall_timeout_s.max(1.0)),
                 backoff,

@@ -61,6 +61,13 @@ pub struct IdentityConfig {
     /// quality beats the previous best by this factor.
     #[serde(default = "default_snapshot_update_gain")]
     pub snapshot_update_gain: f32,
+    /// A person box that plainly continues a track of its camera (one
+    /// track, one box, boxes overlapping well) reuses the track's embedding
+    /// until that is this old, instead of being embedded again: embedding
+    /// is the costliest part of a frame with people. Fresh embeddings alone
+    /// go into the index. 0 embeds every box of every frame.
+    #[serde(default = "default_reembed_after_ms")]
+    pub reembed_after_ms: u64,
 }
 
 impl Default for IdentityConfig {
@@ -78,6 +85,7 @@ impl Default for IdentityConfig {
             tracker_max_gap_ms: default_tracker_max_gap_ms(),
             tracker_min_similarity: default_tracker_min_similarity(),
             snapshot_update_gain: default_snapshot_update_gain(),
+            reembed_after_ms: default_reembed_after_ms(),
         }
     }
 }
@@ -183,6 +191,9 @@ fn default_tracker_min_similarity() -> f32 {
 }
 fn default_snapshot_update_gain() -> f32 {
     1.5
+}
+fn default_reembed_after_ms() -> u64 {
+    1000
 }
 
 #[cfg(test)]

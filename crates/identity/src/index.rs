@@ -259,6 +259,17 @@ impl IdentityIndex {
     }
 }
 
+impl IdentityIndex {
+    /// Drops every bucket none of whose embeddings belongs to a visit that
+    /// `keep` accepts; returns how many embeddings went with them.
+    pub fn drop_buckets_unless(&mut self, keep: impl Fn(VisitId) -> bool) -> usize {
+        let before = self.len();
+        self.buckets
+            .retain(|b| b.entries.iter().any(|e| keep(e.visit)));
+        before - self.len()
+    }
+}
+
 impl std::fmt::Debug for IdentityIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdentityIndex")

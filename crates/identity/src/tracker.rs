@@ -29,6 +29,10 @@ pub struct Sighting {
     pub embedding: Vec<f32>,
     /// Snapshot quality (higher is better); see [`snapshot_quality`].
     pub quality: f32,
+    /// The embedding is the continued track's, handed out by
+    /// [`VisitTracker::reusable_embeddings`], not measured on this box: it
+    /// is not stored in the index again.
+    pub embedding_reused: bool,
 }
 
 impl Sighting {
@@ -40,6 +44,7 @@ impl Sighting {
             quality: bbox.area(),
             bbox,
             embedding,
+            embedding_reused: false,
         }
     }
 
@@ -52,9 +57,21 @@ impl Sighting {
             quality: snapshot_quality(frame, &bbox),
             bbox,
             embedding,
+            embedding_reused: false,
         }
     }
+
+    /// Marks the embedding as the continued track's (see
+    /// [`VisitTracker::reusable_embeddings`]).
+    pub fn with_reused_embedding(mut self) -> Self {
+        self.embedding_reused = true;
+        self
+    }
 }
+
+/// A box continues a track without a new embedding only if it overlaps the
+/// track at least this well (a person walking at 5 fps stays well above).
+const REUSE_MIN_IOU: f32 = 0.5;
 
 /// The visit one sighting was attached to.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,6 +94,9 @@ struct Track {
     bbox: BBox,
     time_ms: u64,
     embedding: Vec<f32>,
+    /// When `embedding` was measured (earlier than `time_ms` while it is
+    /// being reused).
+    embedded_ms: u64,
 }
 
 /// Turns person sightings from any number of cameras into visits.
@@ -153,19 +173,32 @@ impl VisitTracker {
                     a
                 }
             };
-            self.index.insert(
-                &s.embedding,
-                IndexEntry {
-                    visit: a.visit_id,
-                    camera: s.camera.clone(),
-                    time_ms: s.time_ms,
-                },
-            )?;
+            let previous = self
+                .tracks
+                .get(&camera)
+                .and_then(|ts| ts.iter().find(|t| t.visit == a.visit_id));
+            let embedded_ms = match previous {
+                Some(t) if s.embedding_reused => t.embedded_ms,
+                _ => s.time_ms,
+            };
+            if s.embedding_reused {
+                self.summary.embeddings_reused += 1;
+            } else {
+                self.index.insert(
+                    &s.embedding,
+                    IndexEntry {
+                        visit: a.visit_id,
+                        camera: s.camera.clone(),
+                        time_ms: s.time_ms,
+                    },
+                )?;
+            }
             tracks.push(Track {
                 visit: a.visit_id,
                 bbox: s.bbox,
                 time_ms: s.time_ms,
                 embedding: s.embedding.clone(),
+                embedded_ms,
             });
             assignments.push(a);
         }
@@ -181,6 +214,51 @@ impl VisitTracker {
         })
     }
 
+    /// For each person box of a frame of `camera` at `now_ms`, the
+    /// embedding it may reuse instead of being embedded (`None`: embed it).
+    /// A box reuses its track's embedding when the match is plain: exactly
+    /// one recent track of the camera overlaps it, no other box of the frame
+    /// overlaps that track, the overlap is good, and the track's embedding
+    /// is younger than `reembed_after_ms`. Crossing people, a person
+    /// appearing next to another and every new box are embedded afresh.
+    pub fn reusable_embeddings(
+        &self,
+        camera: &str,
+        now_ms: u64,
+        boxes: &[BBox],
+    ) -> Vec<Option<Vec<f32>>> {
+        let mut reuse = vec![None; boxes.len()];
+        let max_age = self.config.reembed_after_ms;
+        let Some(tracks) = self.tracks.get(camera) else {
+            return reuse;
+        };
+        if max_age == 0 {
+            return reuse;
+        }
+        let near = self.config.tracker_iou;
+        for (i, b) in boxes.iter().enumerate() {
+            let mut overlapping = tracks.iter().filter(|t| b.iou(&t.bbox) >= near);
+            let (Some(t), None) = (overlapping.next(), overlapping.next()) else {
+                continue;
+            };
+            let reusable = t.time_ms < now_ms
+                && now_ms.saturating_sub(t.embedded_ms) < max_age
+                && self.open.contains_key(&t.visit)
+                && b.iou(&t.bbox) >= REUSE_MIN_IOU;
+            if !reusable {
+                continue;
+            }
+            let rivals = boxes
+                .iter()
+                .enumerate()
+                .any(|(j, o)| j != i && o.iou(&t.bbox) >= near);
+            if !rivals {
+                reuse[i] = Some(t.embedding.clone());
+            }
+        }
+        reuse
+    }
+
     /// Advances the clock to `now_ms`: ends visits not seen for
     /// `visit_end_after_ms`, forgets old tracks and ages the index.
     pub fn tick(&mut self, now_ms: u64) -> Vec<VisitEvent> {
@@ -193,13 +271,20 @@ impl VisitTracker {
             .filter(|v| v.last_seen_ms.saturating_add(end_after) <= now)
             .map(|v| v.id)
             .collect();
-        let events = stale.into_iter().map(|id| self.end(id, now)).collect();
+        let events: Vec<VisitEvent> = stale.into_iter().map(|id| self.end(id, now)).collect();
         let max_gap = self.config.tracker_max_gap_ms;
         for tracks in self.tracks.values_mut() {
             tracks.retain(|t| t.time_ms.saturating_add(max_gap) >= now);
         }
         self.tracks.retain(|_, t| !t.is_empty());
         self.index.expire(now.saturating_sub(self.config.window_ms));
+        if !events.is_empty() {
+            // Only open visits are ever matched, so a bucket holding ended
+            // visits alone is memory and search time for nothing.
+            let open = &self.open;
+            self.index
+                .drop_buckets_unless(|visit| open.contains_key(&visit));
+        }
         events
     }
 
@@ -429,6 +514,104 @@ mod tests {
             .iter()
             .map(|e| (e.kind, e.visit_id.to_string()))
             .collect()
+    }
+
+    /// Feeds one frame the way the live graph does: boxes first, reused
+    /// embeddings where the tracker offers them, `fresh` for the rest.
+    fn observe_reusing(
+        t: &mut VisitTracker,
+        camera: &str,
+        time_ms: u64,
+        boxes: &[(f32, Vec<f32>)],
+    ) -> (Observed, usize) {
+        let bboxes: Vec<BBox> = boxes
+            .iter()
+            .map(|(x, _)| BBox::new(*x, 100.0, x + 40.0, 200.0))
+            .collect();
+        let reuse = t.reusable_embeddings(camera, time_ms, &bboxes);
+        let reused = reuse.iter().filter(|r| r.is_some()).count();
+        let sightings: Vec<Sighting> = boxes
+            .iter()
+            .zip(reuse)
+            .map(|((x, fresh), r)| match r {
+                Some(e) => at(camera, time_ms, *x, e).with_reused_embedding(),
+                None => at(camera, time_ms, *x, fresh.clone()),
+            })
+            .collect();
+        (t.observe(&sightings).unwrap(), reused)
+    }
+
+    #[test]
+    fn a_person_walking_on_is_embedded_once_a_second_and_indexed_only_then() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let alice = unit(DIM, 1);
+        let mut embedded_at = Vec::new();
+        // 5 fps for 3 s, moving 2 px a frame (boxes overlap well).
+        for frame in 0..15u64 {
+            let time = frame * 200;
+            let (observed, reused) = observe_reusing(
+                &mut t,
+                "front",
+                time,
+                &[(10.0 + 2.0 * frame as f32, alice.clone())],
+            );
+            assert_eq!(observed.assignments[0].visit_id, VisitId(1));
+            if reused == 0 {
+                embedded_at.push(time);
+            }
+        }
+        assert_eq!(embedded_at, [0, 1_000, 2_000]);
+        assert_eq!(t.index().len(), 3, "reused embeddings are not stored again");
+        assert_eq!(t.summary().embeddings_reused, 12);
+    }
+
+    #[test]
+    fn crowded_new_and_jumping_boxes_are_embedded_afresh() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let (alice, bob) = (unit(DIM, 1), unit(DIM, 2));
+        observe_reusing(&mut t, "front", 0, &[(10.0, alice.clone())]);
+        // Somebody steps in beside Alice: her box now has a rival over her
+        // track, and the newcomer has no track.
+        let (_, reused) = observe_reusing(
+            &mut t,
+            "front",
+            200,
+            &[(12.0, alice.clone()), (30.0, bob.clone())],
+        );
+        assert_eq!(reused, 0);
+        // A box far from every track, and one that overlaps too little.
+        let (_, reused) = observe_reusing(&mut t, "front", 400, &[(300.0, alice.clone())]);
+        assert_eq!(reused, 0);
+        // Another camera never borrows this camera's tracks.
+        let (_, reused) = observe_reusing(&mut t, "garden", 600, &[(300.0, alice)]);
+        assert_eq!(reused, 0);
+        // Off: every box is embedded.
+        let mut off = VisitTracker::new(IdentityConfig {
+            reembed_after_ms: 0,
+            ..config()
+        })
+        .unwrap();
+        observe_reusing(&mut off, "front", 0, &[(10.0, bob.clone())]);
+        assert_eq!(observe_reusing(&mut off, "front", 200, &[(11.0, bob)]).1, 0);
+    }
+
+    #[test]
+    fn index_buckets_of_ended_visits_alone_are_dropped() {
+        let mut t = VisitTracker::new(config()).unwrap(); // 10 s buckets
+        t.observe(&[at("front", 0, 10.0, unit(DIM, 1))]).unwrap();
+        t.observe(&[at("front", 15_000, 300.0, unit(DIM, 2))])
+            .unwrap();
+        assert_eq!(t.index().bucket_count(), 2);
+        // The first visit ends at 30 s; its bucket holds nobody else.
+        let ended = t.tick(31_000);
+        assert_eq!(kinds(&ended), [(EventKind::End, "v-000001".into())]);
+        assert_eq!(t.index().bucket_count(), 1);
+        assert_eq!(t.index().len(), 1);
+        // The second visit still matches.
+        let again = t
+            .observe(&[at("garden", 32_000, 10.0, unit(DIM, 2))])
+            .unwrap();
+        assert_eq!(again.assignments[0].visit_id, VisitId(2));
     }
 
     #[test]

@@ -148,4 +148,7 @@ pub struct IdentitySummary {
     pub track_joins: u64,
     /// Sightings attached by embedding similarity.
     pub appearance_joins: u64,
+    /// Sightings that reused their track's embedding instead of a new one
+    /// ([`VisitTracker::reusable_embeddings`](crate::VisitTracker::reusable_embeddings)).
+    pub embeddings_reused: u64,
 }

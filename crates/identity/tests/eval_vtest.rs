@@ -204,11 +204,36 @@ fn print_similarities(frames: &[Vec<Labelled>]) {
     }
 }
 
+/// The frame's sightings as the live graph feeds them: a box that plainly
+/// continues a track reuses the track's embedding (see
+/// `VisitTracker::reusable_embeddings`); the rest keep their own.
+fn as_live(tracker: &VisitTracker, frame: &[Labelled]) -> Vec<Sighting> {
+    let Some(first) = frame.first() else {
+        return Vec::new();
+    };
+    let boxes: Vec<BBox> = frame.iter().map(|l| l.sighting.bbox).collect();
+    let reuse = tracker.reusable_embeddings(&first.sighting.camera, first.sighting.time_ms, &boxes);
+    frame
+        .iter()
+        .zip(reuse)
+        .map(|(l, r)| match r {
+            Some(embedding) => Sighting {
+                embedding,
+                ..l.sighting.clone()
+            }
+            .with_reused_embedding(),
+            None => l.sighting.clone(),
+        })
+        .collect()
+}
+
 struct Scores {
     precision: f64,
     recall: f64,
     labelled: usize,
     sightings: usize,
+    /// Sightings that reused their track's embedding.
+    reused: u64,
     /// Distinct visits among labelled sightings.
     visits: usize,
     visits_opened: u64,
@@ -220,7 +245,7 @@ fn run(frames: &[Vec<Labelled>], config: IdentityConfig) -> Scores {
     let mut pairs: Vec<(u64, usize)> = Vec::new();
     let mut sightings = 0;
     for frame in frames {
-        let batch: Vec<Sighting> = frame.iter().map(|l| l.sighting.clone()).collect();
+        let batch = as_live(&tracker, frame);
         let observed = tracker.observe(&batch).unwrap();
         sightings += batch.len();
         for (l, a) in frame.iter().zip(&observed.assignments) {
@@ -246,6 +271,7 @@ fn run(frames: &[Vec<Labelled>], config: IdentityConfig) -> Scores {
         recall: tp as f64 / (tp + fneg).max(1) as f64,
         labelled: pairs.len(),
         sightings,
+        reused: summary.embeddings_reused,
         visits: pairs.iter().map(|p| p.0).collect::<BTreeSet<_>>().len(),
         visits_opened: summary.visits_opened,
         cross_camera_joins: summary.cross_camera_joins,
@@ -287,11 +313,20 @@ fn two_camera_replay_scores_against_hand_labelled_identities() {
             s.precision, s.recall, s.visits, s.visits_opened, s.cross_camera_joins
         );
     }
-    let s = run(&frames, IdentityConfig::default());
-    eprintln!(
-        "default: precision {:.3}, recall {:.3}, {} visits over {} labelled of {} sightings (truth {people}), {} opened, {} cross-camera joins",
-        s.precision, s.recall, s.visits, s.labelled, s.sightings, s.visits_opened, s.cross_camera_joins
+    let every = run(
+        &frames,
+        IdentityConfig {
+            reembed_after_ms: 0,
+            ..IdentityConfig::default()
+        },
     );
+    let s = run(&frames, IdentityConfig::default());
+    for (name, s) in [("every box embedded", &every), ("default", &s)] {
+        eprintln!(
+            "{name}: precision {:.3}, recall {:.3}, {} visits over {} labelled of {} sightings (truth {people}), {} opened, {} cross-camera joins, {} embeddings reused",
+            s.precision, s.recall, s.visits, s.labelled, s.sightings, s.visits_opened, s.cross_camera_joins, s.reused
+        );
+    }
     assert!(
         s.labelled >= 100,
         "too few sightings matched the labels: {}",

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 pub use error::IngestError;
 pub use folder::ImageFolderSource;
-pub use live::{LiveInput, LiveSettings, LiveSource, Transport};
+pub use live::{LiveInput, LiveSettings, LiveSource, Transport, DEFAULT_MAX_WIDTH};
 pub use video::VideoFileSource;
 
 use streamer_core::Frame;

@@ -70,6 +70,9 @@ impl fmt::Debug for LiveInput {
     }
 }
 
+/// [`LiveSettings::max_width`] unless configured.
+pub const DEFAULT_MAX_WIDTH: u32 = 1280;
+
 /// Per-camera settings of the live pipeline.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LiveSettings {
@@ -82,6 +85,10 @@ pub struct LiveSettings {
     /// How long rtspsrc waits for the server or for packets before it gives
     /// up with an error.
     pub network_timeout: Duration,
+    /// Wider pictures are scaled down to this width (aspect kept) before
+    /// colour conversion: the detector works at well under 1280 pixels, and
+    /// converting a 4K picture to RGB costs more than detecting on it.
+    pub max_width: u32,
 }
 
 impl Default for LiveSettings {
@@ -91,6 +98,7 @@ impl Default for LiveSettings {
             transport: Transport::Tcp,
             latency_ms: 0,
             network_timeout: Duration::from_secs(10),
+            max_width: DEFAULT_MAX_WIDTH,
         }
     }
 }
@@ -112,6 +120,7 @@ impl LiveSource {
         settings: &LiveSettings,
     ) -> Result<Self, IngestError> {
         let fps = format!("{}/{}", settings.fps.num, settings.fps.den);
+        let max_width = settings.max_width.max(1).to_string();
         let pipeline = match input {
             LiveInput::Rtsp(url) => {
                 if !(url.starts_with("rtsp://") || url.starts_with("rtsps://")) {
@@ -129,6 +138,7 @@ impl LiveSource {
                         ("protocols", settings.transport.protocols()),
                         ("latency_ms", &latency),
                         ("timeout_us", &timeout),
+                        ("max_width", &max_width),
                     ],
                     Some(("location", url)),
                     url,
@@ -136,7 +146,7 @@ impl LiveSource {
             }
             LiveInput::GstSource(text) => Pipeline::launch_with(
                 GST_SOURCE_TEMPLATE,
-                &[("fps", &fps), ("source", text)],
+                &[("fps", &fps), ("max_width", &max_width), ("source", text)],
                 None,
                 text,
             )?,

@@ -153,3 +153,25 @@ fn unreadable_inputs_are_typed_errors_with_gstreamer_messages() {
         "{err}"
     );
 }
+
+#[test]
+fn live_pictures_wider_than_max_width_are_scaled_down_with_their_aspect() {
+    use streamer_ingest::{LiveInput, LiveSettings, LiveSource};
+    let open_at = |width: u32, height: u32, max_width: u32| {
+        let input = LiveInput::GstSource(format!(
+            "videotestsrc is-live=true ! video/x-raw,width={width},height={height},framerate=10/1"
+        ));
+        let settings = LiveSettings {
+            max_width,
+            ..LiveSettings::default()
+        };
+        let mut source = LiveSource::open(&input, Arc::from("pattern"), &settings).unwrap();
+        let frame = source
+            .next_frame_within(Duration::from_secs(60))
+            .unwrap()
+            .expect("a frame within a minute");
+        (frame.width, frame.height, frame.rgb.len())
+    };
+    assert_eq!(open_at(1920, 1080, 1280), (1280, 720, 1280 * 720 * 3));
+    assert_eq!(open_at(640, 480, 1280), (640, 480, 640 * 480 * 3));
+}

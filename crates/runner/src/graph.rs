@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamer_alerts::{encode_jpeg, AlertPipeline, AlertReceipt, VisitOpened};
-use streamer_core::{Detection, Frame};
+use streamer_core::{BBox, Detection, Frame};
 use streamer_identity::{EventKind, Sighting, VisitEvent, VisitTracker};
 use streamer_motion::{GateCounts, GateDecision, MotionGate};
 use streamer_vision::{Detector, DetectorTimings, Embedder};
@@ -39,6 +39,10 @@ pub struct FrameOutcome {
     pub timings: DetectorTimings,
     /// Time embedding person crops.
     pub embed_time: Duration,
+    /// Person boxes embedded on this frame.
+    pub embedded: usize,
+    /// Person boxes that reused their track's embedding instead.
+    pub embeddings_reused: usize,
     /// Visits opened, changed or ended by this frame.
     pub events: Vec<VisitEvent>,
     /// Stage one of each alert this frame opened, with a way to wait for
@@ -195,17 +199,44 @@ impl StageGraph {
         outcome.events = if boxes.is_empty() {
             identity.tracker.tick(frame.pts_ms())
         } else {
-            let t = Instant::now();
-            let embeddings = identity
-                .embedder
-                .embed(frame, &boxes)
-                .map_err(|e| failed("embed")(e.to_string()))?;
-            outcome.embed_time = t.elapsed();
-            let sightings: Vec<Sighting> = boxes
-                .into_iter()
-                .zip(embeddings)
-                .map(|(b, e)| Sighting::from_frame(frame, b, e))
+            let reuse = identity
+                .tracker
+                .reusable_embeddings(&frame.camera, frame.pts_ms(), &boxes);
+            let to_embed: Vec<BBox> = boxes
+                .iter()
+                .zip(&reuse)
+                .filter(|(_, r)| r.is_none())
+                .map(|(b, _)| *b)
                 .collect();
+            let mut measured = if to_embed.is_empty() {
+                Vec::new()
+            } else {
+                let t = Instant::now();
+                let embeddings = identity
+                    .embedder
+                    .embed(frame, &to_embed)
+                    .map_err(|e| failed("embed")(e.to_string()))?;
+                outcome.embed_time = t.elapsed();
+                embeddings
+            }
+            .into_iter();
+            outcome.embedded = to_embed.len();
+            outcome.embeddings_reused = boxes.len() - to_embed.len();
+            let mut sightings = Vec::with_capacity(boxes.len());
+            for (b, reused) in boxes.into_iter().zip(reuse) {
+                let sighting = match reused {
+                    Some(e) => Sighting::from_frame(frame, b, e).with_reused_embedding(),
+                    None => {
+                        let e = measured.next().ok_or_else(|| {
+                            failed("embed")(
+                                "the embedder returned fewer embeddings than boxes".into(),
+                            )
+                        })?;
+                        Sighting::from_frame(frame, b, e)
+                    }
+                };
+                sightings.push(sighting);
+            }
             identity
                 .tracker
                 .observe(&sightings)

@@ -131,6 +131,8 @@ impl Inference {
                 let taken = Instant::now();
                 let detected = match self.stages.graph.process(&frame) {
                     Ok(outcome) => {
+                        self.telemetry
+                            .person_embeddings(outcome.embedded, outcome.embeddings_reused);
                         self.stages.observer.frame(&frame, &outcome);
                         outcome.gate.is_none_or(|g| g.passes())
                     }

@@ -260,6 +260,7 @@ struct Metrics {
     model_jobs: Family<OutcomeLabel, Counter>,
     model_queue_waiting: Gauge,
     model_queue_running: Gauge,
+    person_embeddings: Family<OutcomeLabel, Counter>,
 }
 
 /// The pipeline's log-and-count hub, shared by every stage.
@@ -296,6 +297,7 @@ impl Telemetry {
             model_jobs: Family::default(),
             model_queue_waiting: Gauge::default(),
             model_queue_running: Gauge::default(),
+            person_embeddings: Family::default(),
         };
         let mut registry = Registry::with_prefix("streamer");
         let m = &metrics;
@@ -362,6 +364,15 @@ impl Telemetry {
             "Stage-two jobs on the model",
             m.model_queue_running.clone(),
         );
+        registry.register(
+            "person_embeddings",
+            "Person boxes embedded (computed) or continuing a track with its \
+             embedding (reused)",
+            m.person_embeddings.clone(),
+        );
+        for outcome in ["computed", "reused"] {
+            let _ = m.person_embeddings.get_or_create(&OutcomeLabel { outcome });
+        }
         let cameras = cameras
             .into_iter()
             .map(|(name, input)| {
@@ -409,6 +420,19 @@ impl Telemetry {
             counter.inc_by(total.saturating_sub(before));
         }
         *last = *now;
+    }
+
+    /// Counts the person boxes of a frame: embedded, or reusing their
+    /// track's embedding.
+    pub fn person_embeddings(&self, computed: usize, reused: usize) {
+        let family = &self.metrics.person_embeddings;
+        for (outcome, n) in [("computed", computed), ("reused", reused)] {
+            if n > 0 {
+                family
+                    .get_or_create(&OutcomeLabel { outcome })
+                    .inc_by(n as u64);
+            }
+        }
     }
 
     /// The stats of a camera given to [`new`](Self::new).
@@ -593,6 +617,22 @@ mod tests {
             "streamer_model_jobs_total{outcome=\"rejected_busy\"} 0",
             "streamer_model_queue_waiting 0",
             "streamer_model_queue_running 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn person_boxes_count_as_computed_or_reused() {
+        let telemetry = Telemetry::new([("porch", "rtsp://cam/1".to_string())]);
+        let before = telemetry.encode_metrics();
+        assert!(before.contains("streamer_person_embeddings_total{outcome=\"reused\"} 0"));
+        telemetry.person_embeddings(3, 0);
+        telemetry.person_embeddings(1, 2);
+        let text = telemetry.encode_metrics();
+        for line in [
+            "streamer_person_embeddings_total{outcome=\"computed\"} 4",
+            "streamer_person_embeddings_total{outcome=\"reused\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
