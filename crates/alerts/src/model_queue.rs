@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::Serialize;
-use streamer_reason::{triage, ChatBackend, Describer, Scene, TriageInput};
+use streamer_reason::{triage_until, ChatBackend, Describer, ReasonError, Scene, TriageInput};
 
 use crate::mqtt::lock;
 
@@ -252,8 +252,14 @@ fn run_one(backend: &dyn ChatBackend, queued: &Queued, shared: &Shared) -> Resul
         );
     }
     c.started.fetch_add(1, Ordering::Relaxed);
-    let description = match Describer::new(backend).describe(&job.scene) {
+    let description = match Describer::new(backend)
+        .with_deadline(job.deadline)
+        .describe(&job.scene)
+    {
         Ok(d) => d,
+        Err(ReasonError::DeadlineExpired) => {
+            return discard(&c.expired, "deadline passed while describing".into());
+        }
         Err(e) => {
             c.failed.fetch_add(1, Ordering::Relaxed);
             return Err(format!("model failed: {e}"));
@@ -263,7 +269,7 @@ fn run_one(backend: &dyn ChatBackend, queued: &Queued, shared: &Shared) -> Resul
     if Instant::now() >= job.deadline {
         return discard(&c.expired, "deadline passed while describing".into());
     }
-    let outcome = triage(
+    let outcome = triage_until(
         backend,
         &TriageInput {
             camera: job.scene.camera.clone(),
@@ -271,9 +277,13 @@ fn run_one(backend: &dyn ChatBackend, queued: &Queued, shared: &Shared) -> Resul
             camera_notes: job.camera_notes.clone(),
             description: description.text.clone(),
         },
+        Some(job.deadline),
     );
     let outcome = match outcome {
         Ok(o) => o,
+        Err(ReasonError::DeadlineExpired) => {
+            return discard(&c.expired, "deadline passed while triaging".into());
+        }
         Err(e) => {
             c.failed.fetch_add(1, Ordering::Relaxed);
             return Err(format!("model failed: {e}"));

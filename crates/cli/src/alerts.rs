@@ -63,7 +63,7 @@ impl Alerts {
         } else {
             None
         };
-        let runtime = runtime::llm(cache, &args.llm, args.llm_threads)?;
+        let runtime = runtime::llm(cache, &args.llm, args.llm_threads, 0)?;
         let backend = runtime.clone().map(|r| r as Arc<dyn ChatBackend>);
         let by = backend
             .as_ref()

@@ -126,12 +126,17 @@ impl Default for ModelsSection {
 pub struct HttpSection {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Also serve the LLM over OpenAI- and Ollama-compatible endpoints
+    /// (`/v1/...`, `/api/...`) on the same address.
+    #[serde(default)]
+    pub serve_models: bool,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            serve_models: false,
         }
     }
 }

@@ -11,6 +11,7 @@ mod perf;
 mod replay;
 mod run;
 mod runtime;
+mod serve;
 mod split;
 
 use std::process::ExitCode;
@@ -56,6 +57,10 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         fps: u32,
     },
+    /// Serve the model over OpenAI- and Ollama-compatible HTTP endpoints
+    /// (/v1/chat/completions, /v1/models, /api/chat, /api/tags, ...), for
+    /// Home Assistant's Ollama integration, benchmark harnesses and scripts.
+    Serve(Box<serve::ServeArgs>),
     /// List, fetch and verify models in the model cache.
     Models {
         #[command(subcommand)]
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(*args),
         Command::Bench(args) => bench_cmd::run(*args),
         Command::Footage { out, fps } => footage(&out, fps),
+        Command::Serve(args) => serve::run(*args),
         Command::Models { command } => models_cmd::run(command),
     };
     match result {

@@ -144,7 +144,7 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
             context: 2048,
             threads: Some(options.threads),
             batch: 512,
-            projector: None,
+            ..RuntimeOptions::default()
         },
     )
     .with_context(|| format!("loading {}", options.model.display()))?;

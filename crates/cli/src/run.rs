@@ -36,6 +36,9 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// KV-cache slots kept for HTTP clients when `[http] serve_models` is on.
+const SERVED_SLOTS: usize = 2;
+
 /// How long shutdown may take for in-flight work and the outbox.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 
@@ -53,9 +56,30 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         m.detector_threads,
         loaded.config.identity.clone(),
     )?;
+    let serve_models = loaded.config.http.serve_models;
+    // One model for the cameras and the endpoints: loaded once, with KV
+    // slots of its own for HTTP clients when the endpoints are on.
+    let served_slots = if serve_models { SERVED_SLOTS } else { 0 };
+    let shared_llm = if loaded.alerts_config().is_some() || serve_models {
+        runtime::llm(&cache, &m.llm, m.llm_threads, served_slots)?
+    } else {
+        None
+    };
+    let model_routes = match (&shared_llm, serve_models) {
+        (Some(llm), true) => {
+            let token = streamer_serve::token_for(loaded.listen)?;
+            let name = m.llm.trim_end_matches(".gguf").to_string();
+            let api = streamer_serve::ModelApi::new(Arc::clone(llm), &name, token);
+            Some(streamer_serve::routes(Arc::new(api)))
+        }
+        (None, true) => anyhow::bail!(
+            "http.serve_models: there is no model to serve ([models] llm = \"none\"); name a model or turn serve_models off"
+        ),
+        _ => None,
+    };
     let alerts = match loaded.alerts_config() {
         Some(alerts_config) => {
-            let llm = runtime::llm(&cache, &m.llm, m.llm_threads)?;
+            let llm = shared_llm.clone();
             let backend = llm.clone().map(|r| r as Arc<dyn ChatBackend>);
             let pipeline = AlertPipeline::start(&alerts_config, backend)
                 .context("starting the alerts stage")?;
@@ -95,7 +119,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let model = alerts
             .as_ref()
             .and_then(|(_, l)| l.as_ref().map(|l| l.describe()));
-        HttpServer::start(
+        HttpServer::start_with(
             loaded.listen,
             Arc::clone(runner.telemetry()),
             Arc::new(move || {
@@ -111,8 +135,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                     "model_queue": alerts.as_ref().and_then(|a| a.model_queue()),
                 })
             }),
+            model_routes.unwrap_or_default(),
         )?
     };
+    if serve_models {
+        eprintln!(
+            "model endpoints: http://{0}/v1 (OpenAI) and http://{0}/api (Ollama)",
+            http.addr()
+        );
+    }
     eprintln!(
         "streamer running: {} camera(s), health on http://{}/health",
         loaded.cameras.len(),
@@ -143,6 +174,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         eprintln!("stopped: {left} alert message(s) left in the outbox for the next start");
     } else {
         eprintln!("stopped");
+    }
+    if let Some(llm) = shared_llm {
+        llm.close();
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -57,11 +57,13 @@ pub fn identity_stage(
 }
 
 /// Loads the LLM for stage two (`"none"`: no model, rules only) on
-/// `threads` threads.
+/// `threads` threads, with `served_slots` KV-cache slots kept for HTTP
+/// clients (0 when the model endpoints are off).
 pub fn llm(
     cache: &ModelCache,
     name: &str,
     threads: usize,
+    served_slots: usize,
 ) -> Result<Option<std::sync::Arc<streamer_reason::LlmRuntime>>> {
     if name == "none" {
         return Ok(None);
@@ -78,6 +80,7 @@ pub fn llm(
             streamer_reason::RuntimeOptions {
                 context: 2048,
                 threads: Some(threads),
+                served_slots,
                 ..streamer_reason::RuntimeOptions::default()
             },
         )?,

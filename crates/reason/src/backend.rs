@@ -3,11 +3,13 @@
 //! Callers (the describer, the triage call, the benchmark) take a
 //! `&dyn ChatBackend` and do not care which.
 
+use std::time::Instant;
+
 use serde_json::Value;
 
 use crate::{
-    parse_reply, tools_prompt, ChatMessage, FinishReason, GenerateRequest, ImageInput, LlmRuntime,
-    MalformedCall, ReasonError, Sampling, Timing, Tool, ToolCall,
+    parse_reply, tools_prompt, CancelToken, ChatMessage, FinishReason, GenerateRequest, ImageInput,
+    Lane, LlmRuntime, MalformedCall, ReasonError, Sampling, Timing, Tool, ToolCall,
 };
 
 /// A chat request as every backend understands it.
@@ -23,6 +25,12 @@ pub struct ChatRequest {
     /// Pictures for a vision-language model, placed before the last user
     /// message (or at image markers, see [`crate::image_marker`]).
     pub images: Vec<ImageInput>,
+    /// In-process: which queue the request joins (camera work first).
+    pub lane: Lane,
+    /// Stops the request early.
+    pub cancel: Option<CancelToken>,
+    /// The answer is no use after this (in-process: generation stops).
+    pub deadline: Option<Instant>,
 }
 
 /// A model's answer, split into its parts.
@@ -93,6 +101,9 @@ impl ChatBackend for LlmRuntime {
                 sampling: request.sampling.clone(),
                 grammar,
                 images: request.images.clone(),
+                lane: request.lane,
+                cancel: request.cancel.clone(),
+                deadline: request.deadline,
             },
             on_text,
         )?;

@@ -61,6 +61,7 @@ Reply with the sentence only.";
 pub struct Describer<'a> {
     backend: &'a dyn ChatBackend,
     max_tokens: u32,
+    deadline: Option<std::time::Instant>,
 }
 
 impl<'a> Describer<'a> {
@@ -68,7 +69,14 @@ impl<'a> Describer<'a> {
         Self {
             backend,
             max_tokens: 96,
+            deadline: None,
         }
+    }
+
+    /// Gives up with [`ReasonError::DeadlineExpired`] at `deadline`.
+    pub fn with_deadline(mut self, deadline: std::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     pub fn describe(&self, scene: &Scene) -> Result<Description, ReasonError> {
@@ -87,6 +95,7 @@ impl<'a> Describer<'a> {
                 ],
                 sampling: Sampling::greedy(self.max_tokens),
                 images: vec![image.clone()],
+                deadline: self.deadline,
                 ..ChatRequest::default()
             },
             &mut |_| {},
@@ -110,6 +119,7 @@ impl<'a> Describer<'a> {
                     )),
                 ],
                 sampling: Sampling::greedy(self.max_tokens),
+                deadline: self.deadline,
                 ..ChatRequest::default()
             },
             &mut |_| {},

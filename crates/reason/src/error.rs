@@ -43,6 +43,15 @@ pub enum ReasonError {
     #[error("the model runtime is closed (shutting down)")]
     Closed,
 
+    #[error("the model is busy: {waiting} served requests are already waiting or running; retry shortly")]
+    Busy { waiting: usize },
+
+    #[error("the request was cancelled")]
+    Cancelled,
+
+    #[error("the request's deadline passed before the model finished")]
+    DeadlineExpired,
+
     #[error("the model worker has stopped")]
     WorkerGone,
 }

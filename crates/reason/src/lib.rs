@@ -26,12 +26,12 @@ pub use gguf::{backend, LoadedModel, ModelInfo};
 pub use openai::{EndpointConfig, OpenAiClient};
 pub use projector::SyntheticProjector;
 pub use runtime::{
-    image_marker, ChatMessage, Completion, FinishReason, GenerateRequest, ImageInput, LlmRuntime,
-    RuntimeOptions, Timing,
+    image_marker, CancelToken, ChatMessage, Completion, FinishReason, GenerateRequest, ImageInput,
+    Lane, LlmRuntime, RuntimeOptions, Timing,
 };
 pub use sampling::Sampling;
 pub use tools::{parse_reply, tools_prompt, MalformedCall, ParsedReply, Tool, ToolCall};
 pub use triage::{
-    addresses_the_ai, event_message, parse_triage, triage, triage_schema, Triage, TriageInput,
-    TriageOutcome, TRIAGE_RULES,
+    addresses_the_ai, event_message, parse_triage, triage, triage_schema, triage_until, Triage,
+    TriageInput, TriageOutcome, TRIAGE_RULES,
 };

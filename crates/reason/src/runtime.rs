@@ -1,11 +1,11 @@
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, select_biased, unbounded, Receiver, Sender, TryRecvError};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -77,6 +77,45 @@ pub struct GenerateRequest {
     pub sampling: Sampling,
     pub grammar: Option<String>,
     pub images: Vec<ImageInput>,
+    /// Whose work this is: camera work goes first.
+    pub lane: Lane,
+    /// Stops the request early (a client that went away).
+    pub cancel: Option<CancelToken>,
+    /// Past this instant the answer is no use: generation stops with
+    /// [`ReasonError::DeadlineExpired`] instead of running on.
+    pub deadline: Option<Instant>,
+}
+
+/// The runtime's two queues. Camera work (triage, descriptions) is always
+/// taken first, and a served request running when camera work arrives
+/// pauses between two tokens until the camera work is done; each lane keeps
+/// its own KV-cache slots, so the two never evict each other's prompts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// The pipeline's own calls.
+    #[default]
+    Camera,
+    /// Requests from HTTP clients (`streamer serve`): bounded, and they
+    /// give way to camera work.
+    Served,
+}
+
+/// Cancels one request from any thread: the worker stops it before its
+/// next token (or prefill batch) with [`ReasonError::Cancelled`].
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// Where the time of one call went.
@@ -144,6 +183,16 @@ pub struct RuntimeOptions {
     /// Vision projector (`mmproj` GGUF) that makes the text model a
     /// vision-language model.
     pub projector: Option<PathBuf>,
+    /// KV-cache slots (llama.cpp sequences of `context` tokens each) kept
+    /// for camera work: each keeps the prompt of its last call, and a call
+    /// goes to the slot sharing the longest prefix with it.
+    pub camera_slots: usize,
+    /// Slots for served requests (0 when nothing is served); a chat
+    /// client's growing conversation is reused from its slot.
+    pub served_slots: usize,
+    /// Served requests waiting or running at most; more are refused with
+    /// [`ReasonError::Busy`].
+    pub max_served: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -153,6 +202,9 @@ impl Default for RuntimeOptions {
             threads: None,
             batch: 512,
             projector: None,
+            camera_slots: 1,
+            served_slots: 0,
+            max_served: 4,
         }
     }
 }
@@ -179,7 +231,11 @@ enum Event {
 /// A loaded model serving requests one at a time from a queue. Cheap to
 /// share by reference; requests from several threads are queued in order.
 pub struct LlmRuntime {
-    jobs: Option<Sender<Job>>,
+    camera_jobs: Option<Sender<Job>>,
+    served_jobs: Option<Sender<Job>>,
+    /// Served requests queued or running.
+    served: Arc<AtomicUsize>,
+    max_served: usize,
     closed: Arc<AtomicBool>,
     worker: Option<JoinHandle<()>>,
     info: ModelInfo,
@@ -189,18 +245,29 @@ pub struct LlmRuntime {
 impl LlmRuntime {
     /// Loads the GGUF at `path` on a new worker thread.
     pub fn load(path: &Path, options: RuntimeOptions) -> Result<Self, ReasonError> {
-        let (jobs_tx, jobs_rx) = unbounded();
+        let (camera_tx, camera_rx) = unbounded();
+        let (served_tx, served_rx) = unbounded();
         let (ready_tx, ready_rx) = bounded(1);
         let owned = path.to_path_buf();
         let closed = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let max_served = options.max_served.max(1);
+        let queues = Queues {
+            camera: camera_rx,
+            served: served_rx,
+            served_count: Arc::clone(&served),
+        };
         let worker_closed = Arc::clone(&closed);
         let worker = thread::Builder::new()
             .name("llm-worker".into())
-            .spawn(move || worker(owned, options, ready_tx, jobs_rx, worker_closed))
+            .spawn(move || worker(owned, options, ready_tx, queues, worker_closed))
             .map_err(|e| ReasonError::Backend(e.to_string()))?;
         let info = ready_rx.recv().map_err(|_| ReasonError::WorkerGone)??;
         Ok(Self {
-            jobs: Some(jobs_tx),
+            camera_jobs: Some(camera_tx),
+            served_jobs: Some(served_tx),
+            served,
+            max_served,
             closed,
             worker: Some(worker),
             info,
@@ -233,7 +300,28 @@ impl LlmRuntime {
         mut on_text: impl FnMut(&str),
     ) -> Result<Completion, ReasonError> {
         let (events, rx) = unbounded();
-        self.send(Job::Generate { request, events })?;
+        match request.lane {
+            Lane::Camera => self.send(Job::Generate { request, events })?,
+            Lane::Served => {
+                let before = self.served.fetch_add(1, Ordering::SeqCst);
+                if before >= self.max_served {
+                    self.served.fetch_sub(1, Ordering::SeqCst);
+                    return Err(ReasonError::Busy { waiting: before });
+                }
+                let sent = self
+                    .served_jobs
+                    .as_ref()
+                    .ok_or(ReasonError::WorkerGone)
+                    .and_then(|q| {
+                        q.send(Job::Generate { request, events })
+                            .map_err(|_| ReasonError::WorkerGone)
+                    });
+                if let Err(e) = sent {
+                    self.served.fetch_sub(1, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
         for event in rx {
             match event {
                 Event::Text(t) => on_text(&t),
@@ -253,8 +341,7 @@ impl LlmRuntime {
             GenerateRequest {
                 messages,
                 sampling,
-                grammar: None,
-                images: Vec::new(),
+                ..GenerateRequest::default()
             },
             |_| {},
         )
@@ -276,7 +363,7 @@ impl LlmRuntime {
                 messages,
                 sampling,
                 grammar: Some(grammar),
-                images: Vec::new(),
+                ..GenerateRequest::default()
             },
             |_| {},
         )?;
@@ -305,8 +392,14 @@ impl LlmRuntime {
         rx.recv().map_err(|_| ReasonError::WorkerGone)
     }
 
+    /// Served requests waiting or running, and the most allowed.
+    pub fn served_load(&self) -> (usize, usize) {
+        (self.served.load(Ordering::SeqCst), self.max_served)
+    }
+
+    /// Camera-lane work (rendering, forgetting and camera generations).
     fn send(&self, job: Job) -> Result<(), ReasonError> {
-        self.jobs
+        self.camera_jobs
             .as_ref()
             .ok_or(ReasonError::WorkerGone)?
             .send(job)
@@ -317,10 +410,42 @@ impl LlmRuntime {
 impl Drop for LlmRuntime {
     fn drop(&mut self) {
         self.close();
-        // Closing the queue ends the worker loop.
-        self.jobs.take();
+        // Closing the queues ends the worker loop.
+        self.camera_jobs.take();
+        self.served_jobs.take();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
+        }
+    }
+}
+
+/// The worker's two queues.
+struct Queues {
+    camera: Receiver<Job>,
+    served: Receiver<Job>,
+    /// Decremented as each served job finishes.
+    served_count: Arc<AtomicUsize>,
+}
+
+impl Queues {
+    /// The next job, camera work first; `None` once both queues are closed.
+    fn next(&self) -> Option<(Job, Lane)> {
+        match self.camera.try_recv() {
+            Ok(job) => return Some((job, Lane::Camera)),
+            Err(TryRecvError::Disconnected) => {
+                return self.served.recv().ok().map(|j| (j, Lane::Served));
+            }
+            Err(TryRecvError::Empty) => {}
+        }
+        select_biased! {
+            recv(self.camera) -> job => match job {
+                Ok(job) => Some((job, Lane::Camera)),
+                Err(_) => self.served.recv().ok().map(|j| (j, Lane::Served)),
+            },
+            recv(self.served) -> job => match job {
+                Ok(job) => Some((job, Lane::Served)),
+                Err(_) => self.camera.recv().ok().map(|j| (j, Lane::Camera)),
+            },
         }
     }
 }
@@ -329,14 +454,20 @@ fn worker(
     path: PathBuf,
     options: RuntimeOptions,
     ready: Sender<Result<ModelInfo, ReasonError>>,
-    jobs: Receiver<Job>,
+    queues: Queues,
     closed: Arc<AtomicBool>,
 ) {
+    let camera_slots = options.camera_slots.max(1);
+    let slot_count = camera_slots + options.served_slots;
     let setup = || -> Result<(LoadedModel, LlamaContextParams), ReasonError> {
         let loaded = LoadedModel::load(&path)?;
         let threads = threads(&options);
+        // One KV stream of `context` cells per slot (not unified), so no
+        // slot can run out of room because of another.
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(options.context))
+            .with_n_ctx(NonZeroU32::new(options.context * slot_count as u32))
+            .with_n_seq_max(slot_count as u32)
+            .with_kv_unified(false)
             .with_n_batch(options.batch)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
@@ -380,34 +511,33 @@ fn worker(
     if ready.send(Ok(info)).is_err() {
         return;
     }
+    let slots = (0..slot_count)
+        .map(|i| Slot {
+            seq: i as i32,
+            lane: if i < camera_slots {
+                Lane::Camera
+            } else {
+                Lane::Served
+            },
+            cached: Vec::new(),
+            used: 0,
+        })
+        .collect();
     let mut session = Session {
         model,
         vision,
         template,
         batch: LlamaBatch::new(options.batch as usize, 1),
         batch_size: options.batch as usize,
-        cached: Vec::new(),
+        seq_context: options.context as usize,
+        slots,
+        calls: 0,
         closed,
     };
-    for job in jobs {
-        match job {
-            Job::Render { messages, reply } => {
-                let _ = reply.send(session.render(&messages));
-            }
-            Job::Forget { done } => {
-                ctx.clear_kv_cache();
-                session.cached.clear();
-                let _ = done.send(());
-            }
-            Job::Generate { request, events } => {
-                let result = session.generate(&mut ctx, &request, &events);
-                if result.is_err() {
-                    // Unknown KV state after a failure: start clean next time.
-                    ctx.clear_kv_cache();
-                    session.cached.clear();
-                }
-                let _ = events.send(Event::Done(result));
-            }
+    while let Some((job, lane)) = queues.next() {
+        session.run(&mut ctx, job, lane, Some(&queues));
+        if lane == Lane::Served {
+            queues.served_count.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -445,7 +575,19 @@ fn threads(options: &RuntimeOptions) -> i32 {
         .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get())) as i32
 }
 
-/// The worker's state between calls: which tokens the KV cache holds.
+/// One llama.cpp sequence and the tokens its KV cache holds.
+struct Slot {
+    seq: i32,
+    lane: Lane,
+    /// Tokens in the KV cache of `seq`, in order (empty after an image
+    /// prompt, whose positions are not tokens).
+    cached: Vec<LlamaToken>,
+    /// When the slot was last used (the session's call count), for
+    /// evicting the least recently used.
+    used: u64,
+}
+
+/// The worker's state between calls: which tokens each slot holds.
 struct Session<'m> {
     model: &'m LlamaModel,
     /// The projector's context, when the model sees images.
@@ -453,13 +595,91 @@ struct Session<'m> {
     template: Option<LlamaChatTemplate>,
     batch: LlamaBatch<'static>,
     batch_size: usize,
-    /// Tokens currently in the KV cache of sequence 0, in order.
-    cached: Vec<LlamaToken>,
+    /// Tokens one slot holds at most (prompt plus completion).
+    seq_context: usize,
+    slots: Vec<Slot>,
+    calls: u64,
     /// Set by [`LlmRuntime::close`].
     closed: Arc<AtomicBool>,
 }
 
 impl Session<'_> {
+    /// Runs one job. `queues` is given while camera work may interrupt this
+    /// job between tokens (a served generation), `None` inside such an
+    /// interruption.
+    fn run(&mut self, ctx: &mut LlamaContext<'_>, job: Job, lane: Lane, queues: Option<&Queues>) {
+        match job {
+            Job::Render { messages, reply } => {
+                let _ = reply.send(self.render(&messages));
+            }
+            Job::Forget { done } => {
+                ctx.clear_kv_cache();
+                for slot in &mut self.slots {
+                    slot.cached.clear();
+                }
+                let _ = done.send(());
+            }
+            Job::Generate { request, events } => {
+                let interrupts = queues.filter(|_| lane == Lane::Served);
+                let slot = self.pick_slot(lane, &request);
+                let result = self.generate(ctx, slot, &request, &events, interrupts);
+                if result.is_err() {
+                    // Unknown KV state after a failure: start this slot clean.
+                    let seq = self.slots[slot].seq as u32;
+                    let _ = ctx.clear_kv_cache_seq(Some(seq), None, None);
+                    self.slots[slot].cached.clear();
+                }
+                let _ = events.send(Event::Done(result));
+            }
+        }
+    }
+
+    /// The slot of `lane` for `request`: the one whose cached tokens share
+    /// the longest prefix with its prompt, else the least recently used.
+    /// Served requests fall back to the camera slots when none are kept
+    /// for them (a server without cameras).
+    fn pick_slot(&self, lane: Lane, request: &GenerateRequest) -> usize {
+        let own: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].lane == lane)
+            .collect();
+        let candidates = if own.is_empty() {
+            (0..self.slots.len()).collect()
+        } else {
+            own
+        };
+        let tokens = if request.images.is_empty() {
+            self.render(&request.messages)
+                .ok()
+                .map(|p| self.model.vocab().tokenize(p.as_bytes(), true, true))
+        } else {
+            None
+        };
+        let shared = |i: usize| {
+            tokens.as_ref().map_or(0, |t| {
+                self.slots[i]
+                    .cached
+                    .iter()
+                    .zip(t)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+        };
+        candidates
+            .into_iter()
+            .max_by_key(|&i| (shared(i), std::cmp::Reverse(self.slots[i].used)))
+            .unwrap_or(0)
+    }
+
+    /// Runs camera work that arrived while a served request generates.
+    fn take_interrupts(&mut self, ctx: &mut LlamaContext<'_>, queues: Option<&Queues>) {
+        let Some(queues) = queues else {
+            return;
+        };
+        while let Ok(job) = queues.camera.try_recv() {
+            self.run(ctx, job, Lane::Camera, None);
+        }
+    }
+
     fn render(&self, messages: &[ChatMessage]) -> Result<String, ReasonError> {
         let template = self.template.as_ref().ok_or_else(|| {
             ReasonError::ChatTemplate("the GGUF has no tokenizer.chat_template".into())
@@ -477,20 +697,25 @@ impl Session<'_> {
     fn generate(
         &mut self,
         ctx: &mut LlamaContext<'_>,
+        slot: usize,
         request: &GenerateRequest,
         events: &Sender<Event>,
+        interrupts: Option<&Queues>,
     ) -> Result<Completion, ReasonError> {
         let start = Instant::now();
-        self.check_open()?;
+        self.check(request)?;
+        self.calls += 1;
+        self.slots[slot].used = self.calls;
+        let seq = self.slots[slot].seq;
         let prefill_start = Instant::now();
         let prompt = if request.images.is_empty() {
-            self.prefill_text(ctx, &request.messages)?
+            self.prefill_text(ctx, slot, request, interrupts)?
         } else {
-            self.prefill_images(ctx, &request.messages, &request.images)?
+            self.prefill_images(ctx, slot, &request.messages, &request.images)?
         };
         let prefill = prefill_start.elapsed();
-        let n_ctx = ctx.n_ctx() as usize;
-        let max_tokens = (request.sampling.max_tokens as usize).min(n_ctx - prompt.n_past);
+        let max_tokens =
+            (request.sampling.max_tokens as usize).min(self.seq_context - prompt.n_past);
         let vocab = self.model.vocab();
 
         let mut sampler =
@@ -511,7 +736,7 @@ impl Session<'_> {
         let mut first_token_at = Instant::now();
         let mut completion_tokens = 0;
         let finish = loop {
-            self.check_open()?;
+            self.check(request)?;
             let token = sampler.sample(ctx, logits_at);
             if ttft.is_none() {
                 first_token_at = Instant::now();
@@ -533,14 +758,17 @@ impl Session<'_> {
             if completion_tokens >= max_tokens {
                 break FinishReason::Length;
             }
+            // Camera work waiting goes first; this sequence's KV stays put
+            // and the next decode gives it back its own logits.
+            self.take_interrupts(ctx, interrupts);
             self.batch.clear();
             self.batch
-                .add(token, n_past as i32, &[0], true)
+                .add(token, n_past as i32, &[seq], true)
                 .map_err(|e| ReasonError::Generation(e.to_string()))?;
             ctx.decode(&mut self.batch)
                 .map_err(|e| ReasonError::Generation(format!("decode: {e}")))?;
             if prompt.track_tokens {
-                self.cached.push(token);
+                self.slots[slot].cached.push(token);
             }
             n_past += 1;
             logits_at = 0;
@@ -563,56 +791,70 @@ impl Session<'_> {
         })
     }
 
-    fn check_open(&self) -> Result<(), ReasonError> {
+    /// Whether `request` may go on: the runtime is open, nobody cancelled
+    /// it and its deadline has not passed.
+    fn check(&self, request: &GenerateRequest) -> Result<(), ReasonError> {
         if self.closed.load(Ordering::SeqCst) {
-            Err(ReasonError::Closed)
-        } else {
-            Ok(())
+            return Err(ReasonError::Closed);
         }
+        if request
+            .cancel
+            .as_ref()
+            .is_some_and(CancelToken::is_cancelled)
+        {
+            return Err(ReasonError::Cancelled);
+        }
+        if request.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(ReasonError::DeadlineExpired);
+        }
+        Ok(())
     }
 
-    /// Evaluates a text prompt, keeping the KV cache of the longest prefix it
-    /// shares with the previous call.
+    /// Evaluates a text prompt in `slot`, keeping the KV cache of the
+    /// longest prefix it shares with the slot's previous call.
     fn prefill_text(
         &mut self,
         ctx: &mut LlamaContext<'_>,
-        messages: &[ChatMessage],
+        slot: usize,
+        request: &GenerateRequest,
+        interrupts: Option<&Queues>,
     ) -> Result<Prefilled, ReasonError> {
-        let prompt = self.render(messages)?;
+        let prompt = self.render(&request.messages)?;
         let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, true);
-        let n_ctx = ctx.n_ctx();
-        if tokens.is_empty() || tokens.len() >= n_ctx as usize {
+        if tokens.is_empty() || tokens.len() >= self.seq_context {
             return Err(ReasonError::PromptTooLong {
                 tokens: tokens.len(),
-                context: n_ctx,
+                context: self.seq_context as u32,
             });
         }
+        let seq = self.slots[slot].seq;
         // Re-evaluate at least the last prompt token so there are logits to
         // sample from.
-        let shared = self
+        let shared = self.slots[slot]
             .cached
             .iter()
             .zip(&tokens)
             .take_while(|(a, b)| a == b)
             .count()
             .min(tokens.len() - 1);
-        ctx.clear_kv_cache_seq(Some(0), Some(shared as u32), None)
+        ctx.clear_kv_cache_seq(Some(seq as u32), Some(shared as u32), None)
             .map_err(|e| ReasonError::Generation(e.to_string()))?;
-        self.cached.truncate(shared);
+        self.slots[slot].cached.truncate(shared);
 
         let last = tokens.len() - 1;
         for (chunk_index, chunk) in tokens[shared..].chunks(self.batch_size).enumerate() {
-            self.check_open()?;
+            self.check(request)?;
+            self.take_interrupts(ctx, interrupts);
             self.batch.clear();
             for (i, &token) in chunk.iter().enumerate() {
                 let pos = shared + chunk_index * self.batch_size + i;
                 self.batch
-                    .add(token, pos as i32, &[0], pos == last)
+                    .add(token, pos as i32, &[seq], pos == last)
                     .map_err(|e| ReasonError::Generation(e.to_string()))?;
             }
             ctx.decode(&mut self.batch)
                 .map_err(|e| ReasonError::Generation(format!("prefill: {e}")))?;
-            self.cached.extend_from_slice(chunk);
+            self.slots[slot].cached.extend_from_slice(chunk);
         }
         Ok(Prefilled {
             tokens: tokens.len(),
@@ -629,6 +871,7 @@ impl Session<'_> {
     fn prefill_images(
         &mut self,
         ctx: &mut LlamaContext<'_>,
+        slot: usize,
         messages: &[ChatMessage],
         images: &[ImageInput],
     ) -> Result<Prefilled, ReasonError> {
@@ -671,17 +914,18 @@ impl Session<'_> {
                 ReasonError::Image(format!("cannot tokenize the prompt with images: {e}"))
             })?;
         let tokens = chunks.total_tokens();
-        let n_ctx = ctx.n_ctx();
-        if tokens >= n_ctx as usize {
+        if tokens >= self.seq_context {
             return Err(ReasonError::PromptTooLong {
                 tokens,
-                context: n_ctx,
+                context: self.seq_context as u32,
             });
         }
-        ctx.clear_kv_cache();
-        self.cached.clear();
+        let seq = self.slots[slot].seq;
+        ctx.clear_kv_cache_seq(Some(seq as u32), None, None)
+            .map_err(|e| ReasonError::Generation(e.to_string()))?;
+        self.slots[slot].cached.clear();
         let n_past = chunks
-            .eval_chunks(vision, ctx, 0, 0, self.batch_size as i32, true)
+            .eval_chunks(vision, ctx, 0, seq, self.batch_size as i32, true)
             .map_err(|e| ReasonError::Generation(format!("image prefill: {e}")))?;
         Ok(Prefilled {
             tokens,
@@ -702,7 +946,7 @@ struct Prefilled {
     n_past: usize,
     /// Batch index of the logits to sample the first token from.
     logits_at: i32,
-    /// Whether `Session::cached` mirrors the KV cache (text-only prompts).
+    /// Whether the slot's `cached` mirrors its KV cache (text-only prompts).
     track_tokens: bool,
 }
 

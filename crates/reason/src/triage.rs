@@ -112,6 +112,16 @@ pub fn triage(
     backend: &dyn ChatBackend,
     input: &TriageInput,
 ) -> Result<TriageOutcome, ReasonError> {
+    triage_until(backend, input, None)
+}
+
+/// Classifies one event, giving up with [`ReasonError::DeadlineExpired`]
+/// at `deadline` (in-process, generation stops there).
+pub fn triage_until(
+    backend: &dyn ChatBackend,
+    input: &TriageInput,
+    deadline: Option<std::time::Instant>,
+) -> Result<TriageOutcome, ReasonError> {
     let reply = backend.chat(
         &ChatRequest {
             messages: vec![
@@ -124,6 +134,7 @@ pub fn triage(
                 ..Sampling::default()
             },
             json_schema: Some(triage_schema()),
+            deadline,
             ..ChatRequest::default()
         },
         &mut |_| {},

@@ -48,6 +48,17 @@ impl HttpServer {
         telemetry: Arc<Telemetry>,
         extra: HealthExtra,
     ) -> Result<Self, RunnerError> {
+        Self::start_with(addr, telemetry, extra, Router::new())
+    }
+
+    /// [`start`](Self::start) with more routes beside `/health` and
+    /// `/metrics` (the model endpoints of `streamer serve`).
+    pub fn start_with(
+        addr: SocketAddr,
+        telemetry: Arc<Telemetry>,
+        extra: HealthExtra,
+        routes: Router,
+    ) -> Result<Self, RunnerError> {
         let listener = std::net::TcpListener::bind(addr).map_err(|e| RunnerError::Listen {
             addr,
             message: e.to_string(),
@@ -64,6 +75,8 @@ impl HttpServer {
         let thread = thread::Builder::new()
             .name("http".into())
             .spawn(move || {
+                // Model requests run on tokio's blocking pool; this thread
+                // only moves bytes.
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -85,7 +98,8 @@ impl HttpServer {
                     let app = Router::new()
                         .route("/health", get(health))
                         .route("/metrics", get(metrics))
-                        .with_state(state);
+                        .with_state(state)
+                        .merge(routes);
                     let served = axum::serve(listener, app)
                         .with_graceful_shutdown(async {
                             let _ = rx.await;
@@ -97,7 +111,7 @@ impl HttpServer {
                 });
             })
             .map_err(|e| RunnerError::Thread(e.to_string()))?;
-        tracing::info!("health and metrics on http://{bound}/health and /metrics");
+        tracing::debug!("health and metrics on http://{bound}/health and /metrics");
         Ok(Self {
             addr: bound,
             stop: Some(tx),
