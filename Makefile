@@ -11,7 +11,7 @@
 CARGO ?= cargo
 FPS ?= 2
 
-.PHONY: all demo test deps toolchain models models-release llama-tools build build-release lint bench bench-llm bench-perf clean-models
+.PHONY: all demo test deps toolchain models models-release llama-tools py-clients build build-release lint bench bench-llm bench-perf clean-models
 
 all: test
 
@@ -38,7 +38,12 @@ models-release: deps toolchain
 llama-tools: deps
 	@scripts/build-llama-tools.sh >/dev/null
 
-test: models llama-tools
+# OpenAI's and Ollama's Python clients (pinned, in a private venv): the
+# endpoint tests drive `streamer serve` with them.
+py-clients: toolchain
+	@scripts/install-py-clients.sh >/dev/null
+
+test: models llama-tools py-clients
 	$(CARGO) test --locked --workspace --all-targets
 
 # The whole pipeline on the sample footage: detect -> identity -> describe ->

@@ -51,9 +51,14 @@ if command -v ccache >/dev/null; then
 fi
 
 echo "building llama-bench and llama-server (b${VERSION%%.*})" >&2
+# No web UI: llama-server would download its prebuilt UI from the internet
+# during cmake (LLAMA_USE_PREBUILT_UI); the build stays inside the package
+# registries, and the API needs no UI.
 cmake -S "$SRC" -B "$DEST/build" -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF "${launcher[@]}" >&2
+    -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF \
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+    "${launcher[@]}" >&2
 cmake --build "$DEST/build" --config Release -j "$(nproc)" --target llama-bench llama-server >&2
 echo "$BIN"

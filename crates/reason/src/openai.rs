@@ -442,6 +442,7 @@ mod tests {
                 height: 1,
                 pixels: vec![0; 6],
             }],
+            ..ChatRequest::default()
         };
         let body = client(true).body(&request).unwrap();
         assert_eq!(body["temperature"], json!(0.1f32));

@@ -255,7 +255,6 @@ impl LlmRuntime {
         let queues = Queues {
             camera: camera_rx,
             served: served_rx,
-            served_count: Arc::clone(&served),
         };
         let worker_closed = Arc::clone(&closed);
         let worker = thread::Builder::new()
@@ -300,7 +299,8 @@ impl LlmRuntime {
         mut on_text: impl FnMut(&str),
     ) -> Result<Completion, ReasonError> {
         let (events, rx) = unbounded();
-        match request.lane {
+        let lane = request.lane;
+        match lane {
             Lane::Camera => self.send(Job::Generate { request, events })?,
             Lane::Served => {
                 let before = self.served.fetch_add(1, Ordering::SeqCst);
@@ -322,6 +322,9 @@ impl LlmRuntime {
                 }
             }
         }
+        // A served request counts against the bound until its caller has
+        // the answer.
+        let _slot = (lane == Lane::Served).then(|| ServedSlot(&self.served));
         for event in rx {
             match event {
                 Event::Text(t) => on_text(&t),
@@ -407,6 +410,15 @@ impl LlmRuntime {
     }
 }
 
+/// Gives a served request's place back when its caller is done with it.
+struct ServedSlot<'a>(&'a AtomicUsize);
+
+impl Drop for ServedSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Drop for LlmRuntime {
     fn drop(&mut self) {
         self.close();
@@ -423,8 +435,6 @@ impl Drop for LlmRuntime {
 struct Queues {
     camera: Receiver<Job>,
     served: Receiver<Job>,
-    /// Decremented as each served job finishes.
-    served_count: Arc<AtomicUsize>,
 }
 
 impl Queues {
@@ -536,9 +546,6 @@ fn worker(
     };
     while let Some((job, lane)) = queues.next() {
         session.run(&mut ctx, job, lane, Some(&queues));
-        if lane == Lane::Served {
-            queues.served_count.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
 

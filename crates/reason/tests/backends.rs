@@ -31,6 +31,7 @@ fn options() -> RuntimeOptions {
         threads: Some(2),
         batch: 256,
         projector: None,
+        ..RuntimeOptions::default()
     }
 }
 

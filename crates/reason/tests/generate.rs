@@ -23,6 +23,7 @@ fn small_options() -> RuntimeOptions {
         threads: Some(2),
         batch: 256,
         projector: None,
+        ..RuntimeOptions::default()
     }
 }
 
@@ -65,6 +66,7 @@ fn generation_streams_text_and_reports_sane_timing() {
                 sampling: Sampling::greedy(24),
                 grammar: None,
                 images: Vec::new(),
+                ..Default::default()
             },
             |piece| streamed.push_str(piece),
         )
@@ -212,6 +214,7 @@ fn a_prompt_longer_than_the_context_is_refused() {
             threads: Some(1),
             batch: 128,
             projector: None,
+            ..RuntimeOptions::default()
         },
     )
     .unwrap();

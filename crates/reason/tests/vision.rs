@@ -41,6 +41,7 @@ fn options(projector: Option<PathBuf>) -> RuntimeOptions {
         threads: Some(2),
         batch: 256,
         projector,
+        ..RuntimeOptions::default()
     }
 }
 
@@ -75,6 +76,7 @@ fn describe(images: Vec<ImageInput>) -> Result<streamer_reason::Completion, Reas
             sampling: Sampling::greedy(12),
             grammar: None,
             images,
+            ..Default::default()
         },
         |_| {},
     )
@@ -123,6 +125,7 @@ fn an_image_file_is_decoded_and_placed_at_its_marker() {
                 sampling: Sampling::greedy(8),
                 grammar: None,
                 images: vec![ImageInput::File(path)],
+                ..Default::default()
             },
             |_| {},
         )
@@ -178,6 +181,7 @@ fn a_text_model_without_projector_refuses_images() {
                 sampling: Sampling::greedy(4),
                 grammar: None,
                 images: vec![frame()],
+                ..Default::default()
             },
             |_| {},
         )

@@ -34,6 +34,7 @@ fn qwen() -> Option<Arc<dyn ChatBackend>> {
             threads: Some(2),
             batch: 256,
             projector: None,
+            ..RuntimeOptions::default()
         },
     )
     .expect("qwen2.5-coder-0.5b loads");
