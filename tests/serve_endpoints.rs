@@ -241,3 +241,160 @@ fn the_ollama_client_lists_shows_chats_streams_calls_tools_and_follows_a_schema(
     urgency_is_a_label(&r["format"]);
     assert_eq!(r["unknown_model"]["status"], 404, "{}", r["unknown_model"]);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Status and body of a GET, with an optional bearer token.
+fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(url);
+    if let Some(t) = token {
+        request = request.header("Authorization", &format!("Bearer {t}"));
+    }
+    match request.call() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Kills its child (by pid) when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(what: &str, child: &mut Child, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !done() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server exited ({status}) before {what}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_token_guards_the_endpoints_and_is_required_off_loopback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamer"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--model", "smollm2-135m"])
+        .env_remove(streamer_serve::TOKEN_ENV)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(streamer_serve::TOKEN_ENV), "{stderr}");
+
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamer"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--model",
+            "smollm2-135m",
+            "--threads",
+            "1",
+            "--context",
+            "512",
+        ])
+        .env(streamer_serve::TOKEN_ENV, "s3cret-token")
+        .env("STREAMER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until("it answers /health", &mut child, || {
+        get(&format!("{url}/health"), None).0 == 200
+    });
+    let child = Reaped(child);
+    let (status, body) = get(&format!("{url}/v1/models"), None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("authentication_error"), "{body}");
+    assert_eq!(get(&format!("{url}/v1/models"), Some("wrong")).0, 401);
+    assert_eq!(get(&format!("{url}/api/tags"), None).0, 401);
+    let (status, body) = get(&format!("{url}/v1/models"), Some("s3cret-token"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("smollm2-135m"), "{body}");
+    drop(child);
+}
+
+#[test]
+fn streamer_run_serves_its_triage_model_beside_the_cameras() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("streamer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\nserve_models = true\n\n\
+             [models]\nllm = \"smollm2-135m\"\ndetector_threads = 1\n\n\
+             [cameras.pattern]\n\
+             gst_source = \"videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1\"\n\
+             detect_fps = 2\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamer"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("STREAMER_LOG", "warn")
+        .env_remove(streamer_serve::TOKEN_ENV)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until("the camera is online", &mut child, || {
+        let (status, body) = get(&format!("{url}/health"), None);
+        status == 200 && body.contains("\"online\"")
+    });
+    let _child = Reaped(child);
+    let (status, body) = get(&format!("{url}/v1/models"), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("smollm2-135m"), "{body}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut reply = agent
+        .post(&format!("{url}/api/chat"))
+        .header("Content-Type", "application/json")
+        .send(
+            serde_json::json!({
+                "model": "smollm2-135m",
+                "stream": false,
+                "messages": [{"role": "user", "content": "Say hi."}],
+                "options": {"num_predict": 4, "temperature": 0},
+            })
+            .to_string(),
+        )
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 200);
+    let body: Value = serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["done"], true, "{body}");
+    assert!(body["eval_count"].as_u64().unwrap() >= 1, "{body}");
+    let (_, metrics) = get(&format!("{url}/metrics"), None);
+    assert!(
+        metrics.contains("streamer_camera_frames_total{camera=\"pattern\"}"),
+        "{metrics}"
+    );
+}
