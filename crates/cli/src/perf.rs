@@ -3,12 +3,17 @@
 //! that compares with llama.cpp's own tools on the same model, threads and
 //! prompts: `llama-bench` for raw decode speed and `llama-server` (over HTTP,
 //! through the same client code the benchmark uses for any endpoint) for
-//! time to first token.
+//! time to first token. The same model is also measured through
+//! `streamer serve`'s endpoint (served from this process, so over the very
+//! runtime measured in-process), and in the sharing case: triage calls
+//! interleaved one to one with chat requests of another prefix, in-process
+//! (camera lane, chats over HTTP) and on llama-server.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -111,6 +116,22 @@ pub struct PerfReport {
     pub rss_peak_mib: f64,
     pub llama_bench: Option<LlamaBench>,
     pub llama_server: Option<ServerReport>,
+    pub serve: ServeReport,
+}
+
+/// The same runtime behind `streamer serve`'s endpoint.
+#[derive(Debug, Serialize)]
+pub struct ServeReport {
+    /// Triage calls over HTTP (OpenAI client), consecutive, so the rules
+    /// prefix stays cached; measured by the client.
+    pub reuse_ttft: Summary,
+    /// Decode speed over HTTP (the server's count over its time).
+    pub decode_tok_s: f64,
+    /// Triage in-process (camera lane) with one chat request of another
+    /// prefix over HTTP between each two.
+    pub interleaved_triage_ttft: Summary,
+    /// The chats' own TTFT in that sequence (client-side).
+    pub interleaved_chat_ttft: Summary,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +144,8 @@ pub struct LlamaBench {
 pub struct ServerReport {
     pub cold_ttft: Summary,
     pub reuse_ttft: Summary,
+    /// Triage with one chat of another prefix between each two.
+    pub interleaved_triage_ttft: Summary,
     pub rss_mib: f64,
 }
 
@@ -138,16 +161,21 @@ pub struct PerfOptions {
 
 pub fn run(options: &PerfOptions) -> Result<PerfReport> {
     let rss_before = rss_mib("VmRSS");
-    let runtime = LlmRuntime::load(
-        &options.model,
-        RuntimeOptions {
-            context: 2048,
-            threads: Some(options.threads),
-            batch: 512,
-            ..RuntimeOptions::default()
-        },
-    )
-    .with_context(|| format!("loading {}", options.model.display()))?;
+    let runtime = Arc::new(
+        LlmRuntime::load(
+            &options.model,
+            RuntimeOptions {
+                context: 2048,
+                threads: Some(options.threads),
+                batch: 512,
+                // Room for chat clients beside the triage prompt (the
+                // sharing case), as `[http] serve_models` has.
+                served_slots: 1,
+                ..RuntimeOptions::default()
+            },
+        )
+        .with_context(|| format!("loading {}", options.model.display()))?,
+    );
     let rss_loaded = rss_mib("VmRSS");
     eprintln!(
         "in-process: {} ({} threads)",
@@ -156,7 +184,7 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
     );
 
     // Warm-up: page the weights in and build the compute graphs once.
-    triage_once(&runtime, 0)?;
+    triage_once(runtime.as_ref(), 0)?;
 
     let mut cold = Vec::new();
     let mut reuse = Vec::new();
@@ -166,7 +194,7 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
     for _round in 0..options.rounds {
         for i in 0..EVENTS.len() {
             runtime.forget()?;
-            let t = triage_once(&runtime, i)?;
+            let t = triage_once(runtime.as_ref(), i)?;
             eprintln!(
                 "streamer cold   #{i:<2} TTFT {:>7.1} ms ({} tokens)",
                 ms(t.ttft),
@@ -178,9 +206,9 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
         }
         // With reuse: consecutive calls share the rules prefix.
         runtime.forget()?;
-        triage_once(&runtime, EVENTS.len() - 1)?;
+        triage_once(runtime.as_ref(), EVENTS.len() - 1)?;
         for i in 0..EVENTS.len() {
-            let t = triage_once(&runtime, i)?;
+            let t = triage_once(runtime.as_ref(), i)?;
             eprintln!(
                 "streamer reuse  #{i:<2} TTFT {:>7.1} ms ({} prefilled)",
                 ms(t.ttft),
@@ -191,6 +219,7 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
         }
     }
     let decode = decode_rate(&runtime, options.decode_tokens)?;
+    let serve = serve_leg(&runtime, options)?;
     let rss_peak = rss_mib("VmHWM");
     let model = runtime.describe();
     drop(runtime);
@@ -219,6 +248,86 @@ pub fn run(options: &PerfOptions) -> Result<PerfReport> {
         rss_peak_mib: rss_peak,
         llama_bench,
         llama_server,
+        serve,
+    })
+}
+
+/// Chat requests of another prefix for the sharing case: what an owner
+/// asks a conversation agent between two camera events.
+const CHATS: &[&str] = &[
+    "Which lights should stay on at night?",
+    "Remind me how to reset the doorbell camera.",
+    "Is it worth adding a camera to the side passage?",
+    "What does a 'monitor' alert mean?",
+];
+
+fn chat_request(i: usize) -> streamer_reason::ChatRequest {
+    streamer_reason::ChatRequest {
+        messages: vec![
+            ChatMessage::system("You are a friendly home assistant. Answer in one short sentence."),
+            ChatMessage::user(CHATS[i % CHATS.len()]),
+        ],
+        sampling: Sampling::greedy(16),
+        ..Default::default()
+    }
+}
+
+/// The runtime behind `streamer serve`'s routes on a free loopback port,
+/// measured with the OpenAI client; then the sharing case.
+fn serve_leg(runtime: &Arc<LlmRuntime>, options: &PerfOptions) -> Result<ServeReport> {
+    let api = streamer_serve::ModelApi::new(Arc::clone(runtime), &options.model_name, None);
+    let http = streamer_runner::HttpServer::start_with(
+        "127.0.0.1:0".parse()?,
+        Arc::new(streamer_runner::Telemetry::new(std::iter::empty())),
+        Arc::new(|| serde_json::json!({})),
+        streamer_serve::routes(Arc::new(api)),
+    )?;
+    let client = OpenAiClient::new(EndpointConfig::new(
+        format!("http://{}/v1", http.addr()),
+        options.model_name.clone(),
+    ));
+    eprintln!("streamer serve: {}", client.describe());
+    triage_once(&client, EVENTS.len() - 1)?;
+    let mut reuse = Vec::new();
+    for _round in 0..options.rounds {
+        for i in 0..EVENTS.len() {
+            let t = triage_once(&client, i)?;
+            eprintln!("serve    reuse  #{i:<2} TTFT {:>7.1} ms", ms(t.ttft));
+            reuse.push(t.ttft);
+        }
+    }
+    let decoded = client.chat(
+        &streamer_reason::ChatRequest {
+            messages: vec![ChatMessage::user(DECODE_PROMPT)],
+            sampling: Sampling::greedy(options.decode_tokens),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )?;
+
+    // Sharing: camera-lane triage in-process, a served chat between each.
+    let mut triage_ttft = Vec::new();
+    let mut chat_ttft = Vec::new();
+    triage_once(runtime.as_ref(), EVENTS.len() - 1)?;
+    for _round in 0..options.rounds {
+        for i in 0..EVENTS.len() {
+            let chat = client.chat(&chat_request(i), &mut |_| {})?;
+            chat_ttft.push(chat.timing.ttft);
+            let t = triage_once(runtime.as_ref(), i)?;
+            eprintln!(
+                "shared   triage #{i:<2} TTFT {:>7.1} ms ({} prefilled) after a chat of {:.1} ms",
+                ms(t.ttft),
+                t.prefill_tokens,
+                ms(chat.timing.ttft)
+            );
+            triage_ttft.push(t.ttft);
+        }
+    }
+    Ok(ServeReport {
+        reuse_ttft: Summary::of(reuse),
+        decode_tok_s: decoded.timing.decode_tokens_per_s(),
+        interleaved_triage_ttft: Summary::of(triage_ttft),
+        interleaved_chat_ttft: Summary::of(chat_ttft),
     })
 }
 
@@ -237,6 +346,10 @@ fn triage_once(backend: &dyn ChatBackend, i: usize) -> Result<Timing> {
     Ok(outcome.reply.timing)
 }
 
+/// A prompt that keeps a model writing.
+const DECODE_PROMPT: &str = "Write a long, detailed guide to securing a family home: doors, \
+     windows, lighting, cameras, alarms, habits. Use many paragraphs.";
+
 /// Decode speed on a plain prompt, with greedy sampling and no grammar,
 /// as llama-bench measures it (tokens after the first over their time).
 fn decode_rate(runtime: &LlmRuntime, tokens: u32) -> Result<f64> {
@@ -244,10 +357,7 @@ fn decode_rate(runtime: &LlmRuntime, tokens: u32) -> Result<f64> {
     for _ in 0..3 {
         runtime.forget()?;
         let done = runtime.chat(
-            vec![ChatMessage::user(
-                "Write a long, detailed guide to securing a family home: doors, windows, \
-                 lighting, cameras, alarms, habits. Use many paragraphs.",
-            )],
+            vec![ChatMessage::user(DECODE_PROMPT)],
             Sampling::greedy(tokens),
         )?;
         if done.timing.completion_tokens < tokens as usize / 2 {
@@ -364,10 +474,20 @@ fn llama_server(dir: &Path, options: &PerfOptions) -> Result<ServerReport> {
             reuse.push(t.ttft);
         }
     }
+    let mut interleaved = Vec::new();
+    for _round in 0..options.rounds {
+        for i in 0..EVENTS.len() {
+            client.chat(&chat_request(i), &mut |_| {})?;
+            let t = triage_once(&client, i)?;
+            eprintln!("server   shared #{i:<2} TTFT {:>7.1} ms", ms(t.ttft));
+            interleaved.push(t.ttft);
+        }
+    }
     let rss = proc_status_mib(server.0.id(), "VmRSS");
     Ok(ServerReport {
         cold_ttft: Summary::of(cold),
         reuse_ttft: Summary::of(reuse),
+        interleaved_triage_ttft: Summary::of(interleaved),
         rss_mib: rss,
     })
 }
@@ -434,10 +554,28 @@ pub fn print(report: &PerfReport) {
         ),
         &r.reuse_ttft,
     );
+    row(
+        "through streamer serve (HTTP), prefix reuse",
+        &r.serve.reuse_ttft,
+    );
     if let Some(s) = &r.llama_server {
         row("llama-server, cold", &s.cold_ttft);
         row("llama-server, its prompt cache", &s.reuse_ttft);
     }
+    row(
+        "streamer, triage with a chat between each two",
+        &r.serve.interleaved_triage_ttft,
+    );
+    if let Some(s) = &r.llama_server {
+        row(
+            "llama-server, triage with a chat between each two",
+            &s.interleaved_triage_ttft,
+        );
+    }
+    row(
+        "  (the chats, through streamer serve)",
+        &r.serve.interleaved_chat_ttft,
+    );
     println!();
     println!("| | decode tok/s | prefill tok/s |");
     println!("|---|---|---|");
@@ -445,6 +583,7 @@ pub fn print(report: &PerfReport) {
         "| streamer | {:.1} | {:.1} |",
         r.decode_tok_s, r.prefill_tok_s
     );
+    println!("| through streamer serve | {:.1} | |", r.serve.decode_tok_s);
     if let Some(b) = &r.llama_bench {
         println!(
             "| llama-bench | {:.1} | {:.1} |",
@@ -472,6 +611,19 @@ pub fn print(report: &PerfReport) {
             verdict(r.reuse_ttft.avg_ms < s.reuse_ttft.avg_ms),
             r.reuse_ttft.avg_ms,
             s.reuse_ttft.avg_ms
+        );
+    }
+    let shared = r.serve.interleaved_triage_ttft.avg_ms / r.reuse_ttft.avg_ms;
+    println!(
+        "target: triage TTFT with chats interleaved <= 1.2x without: {} ({shared:.2}x)",
+        verdict(shared <= 1.2)
+    );
+    if let Some(s) = &r.llama_server {
+        println!(
+            "target: interleaved triage TTFT <= llama-server's on the same sequence: {} ({:.1} vs {:.1} ms)",
+            verdict(r.serve.interleaved_triage_ttft.avg_ms <= s.interleaved_triage_ttft.avg_ms),
+            r.serve.interleaved_triage_ttft.avg_ms,
+            s.interleaved_triage_ttft.avg_ms
         );
     }
     if let Some(b) = &r.llama_bench {
