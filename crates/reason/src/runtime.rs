@@ -620,9 +620,14 @@ impl Session<'_> {
                 let _ = reply.send(self.render(&messages));
             }
             Job::Forget { done } => {
-                ctx.clear_kv_cache();
+                // Inside an interruption a served sequence is mid-answer:
+                // only the camera slots are forgotten then.
+                let interrupting = queues.is_none();
                 for slot in &mut self.slots {
-                    slot.cached.clear();
+                    if !interrupting || slot.lane == Lane::Camera {
+                        let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+                        slot.cached.clear();
+                    }
                 }
                 let _ = done.send(());
             }
