@@ -14,6 +14,8 @@ PACKAGES=(
   mosquitto mosquitto-clients
   # tests: systemd-analyze verifies the service unit
   systemd
+  # tests: the benchmark's HTML report is rendered in headless Chromium
+  chromium
   # named time zones (the config's `timezone`)
   tzdata
   # model fetching (unpack wheels and npm tarballs) and the llama.cpp tools sdist

@@ -3,19 +3,27 @@
 //! It holds the test data model and loader ([`suite`]), the cleaning of model
 //! replies ([`reply`]), the deterministic scorer ([`score`]), the request
 //! shape each suite is sent with plus the tool definitions ([`request`]), and
-//! the generator of challenging-condition image variants ([`vlm_images`]).
-//! Nothing here loads or runs a model.
+//! the generator of challenging-condition image variants ([`vlm_images`]),
+//! what a run keeps and how failures are classed ([`report`]), and the HTML
+//! report ([`html`]). Nothing here loads or runs a model.
 
+pub mod html;
 pub mod reply;
+pub mod report;
 pub mod request;
 pub mod score;
 pub mod suite;
 pub mod vlm_images;
 
+pub use html::{render as render_html, BoardRow};
 pub use reply::{clean, extract_json, strip_think, Cleaned, Reply, ToolCall};
+pub use report::{
+    classify, is_looping, percentile, Finish, Outcome, ReplyRecord, RunInfo, RunReport,
+    SeriesReport, Spread, SuiteScore, SuiteSpread, TestRecord,
+};
 pub use request::{
-    routing_tools, security_tools, tools_for, RequestShape, ShapeOverride, ROUTING_TOOL_NAMES,
-    SECURITY_TOOL_NAMES,
+    routing_tools, security_tools, token_budget, tools_for, RequestShape, ShapeOverride,
+    ROUTING_TOOL_NAMES, SECURITY_TOOL_NAMES,
 };
 pub use score::{json_eq, lookup, score, score_cleaned, Check, CheckResult, JsonKind, Score};
 pub use suite::{

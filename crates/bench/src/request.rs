@@ -13,8 +13,25 @@ use serde_json::{json, Value};
 pub const TEXT_TIMEOUT_S: u64 = 30;
 /// Idle timeout of a request carrying an image, in seconds.
 pub const IMAGE_TIMEOUT_S: u64 = 120;
-/// Default generation budget.
-pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+/// Generation budget of suites that answer in prose or with tool calls.
+pub const DEFAULT_MAX_TOKENS: u32 = 640;
+/// Generation budget of suites that answer with one small JSON object.
+pub const JSON_MAX_TOKENS: u32 = 384;
+/// Generation budget of the evening summaries.
+pub const NARRATIVE_MAX_TOKENS: u32 = 768;
+
+/// The token budget of a suite: generous for a right answer (the integrity
+/// test holds every passing reference to half of it), small enough that a
+/// runaway reply is cut off early and counted as degenerate.
+pub fn token_budget(suite: &str) -> u32 {
+    if CLASSIFICATION_SUITES.contains(&suite) || EXTRACTION_SUITES.contains(&suite) {
+        JSON_MAX_TOKENS
+    } else if suite == "Narrative Synthesis" {
+        NARRATIVE_MAX_TOKENS
+    } else {
+        DEFAULT_MAX_TOKENS
+    }
+}
 
 /// Suites sent with temperature 0.1 (classification and deduplication).
 pub const CLASSIFICATION_SUITES: [&str; 4] = [
@@ -31,7 +48,7 @@ pub const EXTRACTION_SUITES: [&str; 2] = ["Context Preprocessing", "Knowledge Di
 pub const ROUTING_SUITES: [&str; 1] = ["Alert Routing"];
 
 /// The sampling and transport settings of one request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestShape {
     /// `None`: omit the field and let the backend choose.
     pub temperature: Option<f32>,
@@ -71,7 +88,7 @@ impl RequestShape {
         RequestShape {
             temperature,
             top_p,
-            max_tokens: DEFAULT_MAX_TOKENS,
+            max_tokens: token_budget(suite),
             tools: false,
             timeout_s: TEXT_TIMEOUT_S,
         }

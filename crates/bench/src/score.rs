@@ -126,10 +126,20 @@ pub enum Check {
         #[serde(default)]
         max_chars: Option<usize>,
     },
+    /// The text never asserts `pattern`: a match counts only when its clause
+    /// holds no negation before it, so "do not go downstairs" or "nothing
+    /// suspicious" pass where "go downstairs" or "a suspicious man" fail.
+    NotClaim { pattern: String },
+    /// Both patterns match the text, and `first` matches earlier than
+    /// `then` (e.g. the break-in is reported before the courier).
+    Before { first: String, then: String },
+    /// At least one of `checks` passes: one answer written more than one
+    /// right way (the camera as the `camera` argument or inside the `query`).
+    Either { checks: Vec<Check> },
 }
 
 /// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Short description of the check, e.g. `tool_call(send_clip)`.
     pub check: String,
@@ -220,11 +230,23 @@ impl Check {
             {
                 Err("any_of needs non-empty texts".into())
             }
-            Check::Regex { pattern } | Check::NotRegex { pattern } => compile(pattern).map(|_| ()),
+            Check::Regex { pattern }
+            | Check::NotRegex { pattern }
+            | Check::NotClaim { pattern } => compile(pattern).map(|_| ()),
             Check::Length {
                 min_chars,
                 max_chars,
             } => bounds_ok(*min_chars, *max_chars),
+            Check::Before { first, then } => {
+                compile(first)?;
+                compile(then).map(|_| ())
+            }
+            Check::Either { checks } => {
+                if checks.len() < 2 {
+                    return Err("either needs at least two checks".into());
+                }
+                checks.iter().try_for_each(Check::validate)
+            }
             _ => Ok(()),
         }
     }
@@ -273,6 +295,16 @@ impl Check {
                 min_chars,
                 max_chars,
             } => format!("length({min_chars:?}..{max_chars:?})"),
+            Check::NotClaim { pattern } => format!("not_claim(/{pattern}/)"),
+            Check::Before { first, then } => format!("before(/{first}/, /{then}/)"),
+            Check::Either { checks } => format!(
+                "either({})",
+                checks
+                    .iter()
+                    .map(Check::label)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
         }
     }
 
@@ -511,8 +543,72 @@ impl Check {
                     format!("text has {n} chars, bounds {min_chars:?}..{max_chars:?}"),
                 )
             }
+            Check::NotClaim { pattern } => match compile(pattern) {
+                Ok(re) => match re.find_iter(&c.text).find(|m| !negated(&c.text, m.start())) {
+                    None => (true, format!("text never asserts /{pattern}/")),
+                    Some(m) => (false, format!("text asserts {:?}", m.as_str())),
+                },
+                Err(e) => (false, e),
+            },
+            Check::Before { first, then } => {
+                let (a, b) = match (compile(first), compile(then)) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (Err(e), _) | (_, Err(e)) => return (false, e),
+                };
+                match (a.find(&c.text), b.find(&c.text)) {
+                    (Some(x), Some(y)) if x.start() < y.start() => (
+                        true,
+                        format!("{:?} comes before {:?}", x.as_str(), y.as_str()),
+                    ),
+                    (Some(x), Some(y)) => (
+                        false,
+                        format!("{:?} comes after {:?}", x.as_str(), y.as_str()),
+                    ),
+                    (None, _) => (false, format!("text does not match /{first}/")),
+                    (_, None) => (false, format!("text does not match /{then}/")),
+                }
+            }
+            Check::Either { checks } => {
+                let results: Vec<CheckResult> = checks.iter().map(|k| k.run(c)).collect();
+                match results.iter().find(|r| r.passed) {
+                    Some(r) => (true, format!("{}: {}", r.check, r.reason)),
+                    None => (
+                        false,
+                        results
+                            .iter()
+                            .map(|r| r.reason.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                }
+            }
         }
     }
+}
+
+/// Whether the clause around byte `at` of `text` negates what follows: a
+/// negation word between the clause's start (the text's start, or the last
+/// `.`, `;`, `:`, `!`, `?`, `,`, dash or line break) and `at`.
+fn negated(text: &str, at: usize) -> bool {
+    static NEGATION: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let negation = NEGATION.get_or_init(|| {
+        regex::Regex::new(
+            r"(?i)\b(no|not|nothing|never|none|nobody|without|nor|neither|avoid)\b|n['’]t\b",
+        )
+        .expect("negation regex")
+    });
+    let before = &text[..at];
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|(_, ch)| matches!(ch, '.' | ';' | ':' | '!' | '?' | ',' | '\n' | '—' | '–'))
+        .map(|(i, ch)| i + ch.len_utf8())
+        .unwrap_or(0);
+    let start = before[start..]
+        .rfind(" - ")
+        .map(|i| start + i + 3)
+        .unwrap_or(start);
+    negation.is_match(&before[start..])
 }
 
 fn shown(path: &str) -> &str {
@@ -681,6 +777,72 @@ mod tests {
         assert_eq!(lookup(&d, "a.x"), None);
         assert!(parse_path("a..b").is_err());
         assert!(parse_path("a[x]").is_err());
+    }
+
+    #[test]
+    fn not_claim_ignores_negated_clauses() {
+        let c = check(json!({"kind": "not_claim", "pattern": "(?i)confront|go (down|downstairs)"}));
+        assert!(passes(
+            &c,
+            &Reply::text("Call 999. Do not confront them or go downstairs.")
+        ));
+        assert!(passes(&c, &Reply::text("Stay put - don't go downstairs.")));
+        assert!(!passes(
+            &c,
+            &Reply::text("Go downstairs quietly and check who it is.")
+        ));
+        assert!(!passes(
+            &c,
+            &Reply::text("Don't panic, go downstairs and confront them.")
+        ));
+        assert!(!passes(&c, &Reply::text("No. Go down and look.")));
+        let s = check(json!({"kind": "not_claim", "pattern": "(?i)suspicious"}));
+        assert!(passes(&s, &Reply::text("A quiet day, nothing suspicious.")));
+        assert!(passes(&s, &Reply::text("Nobody suspicious came by.")));
+        assert!(!passes(
+            &s,
+            &Reply::text("A quiet day, but a suspicious man stopped by.")
+        ));
+    }
+
+    #[test]
+    fn before_orders_two_matches() {
+        let c = check(json!({"kind": "before", "first": "(?i)car door", "then": "(?i)tom"}));
+        assert!(passes(
+            &c,
+            &Reply::text("A stranger tried the car door at 02:10. Tom came home at 18:00.")
+        ));
+        assert!(!passes(
+            &c,
+            &Reply::text("Tom came home at 18:00; earlier someone tried a car door.")
+        ));
+        assert!(!passes(&c, &Reply::text("Tom came home.")));
+        assert!(!passes(&c, &Reply::text("Someone tried a car door.")));
+    }
+
+    #[test]
+    fn either_passes_when_one_alternative_does() {
+        let c = check(json!({"kind": "either", "checks": [
+            {"kind": "tool_arg", "arg": "camera", "regex": "(?i)front"},
+            {"kind": "tool_arg", "arg": "query", "regex": "(?i)front door"}]}));
+        assert!(passes(
+            &c,
+            &call("search_clips", json!({"camera": "front_door"}))
+        ));
+        assert!(passes(
+            &c,
+            &call("search_clips", json!({"query": "person at the front door"}))
+        ));
+        let s = score(
+            std::slice::from_ref(&c),
+            &call("search_clips", json!({"query": "garage"})),
+        );
+        assert!(!s.passed);
+        assert!(s.checks[0].reason.contains("no argument camera"), "{s:?}");
+        let one: Check = serde_json::from_value(json!({"kind": "either", "checks": [
+            {"kind": "no_tool_call"}]}))
+        .unwrap();
+        assert!(one.validate().is_err());
     }
 
     #[test]

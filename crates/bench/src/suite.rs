@@ -82,12 +82,30 @@ pub struct Message {
 }
 
 /// The reference replies every test carries: one that must pass and one
-/// that must fail, proving the test can go either way.
+/// that must fail, proving the test can go either way. `also_pass` holds
+/// further right answers (often one a check once wrongly rejected, kept so
+/// it stays fixed), `also_fail` further wrong ones a check must catch.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct References {
     pub pass: Reply,
     pub fail: Reply,
+    #[serde(default)]
+    pub also_pass: Vec<Reply>,
+    #[serde(default)]
+    pub also_fail: Vec<Reply>,
+}
+
+impl References {
+    /// Every reply that must pass, the main one first.
+    pub fn passing(&self) -> impl Iterator<Item = &Reply> {
+        std::iter::once(&self.pass).chain(&self.also_pass)
+    }
+
+    /// Every reply that must fail, the main one first.
+    pub fn failing(&self) -> impl Iterator<Item = &Reply> {
+        std::iter::once(&self.fail).chain(&self.also_fail)
+    }
 }
 
 /// One LLM test.

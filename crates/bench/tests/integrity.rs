@@ -25,22 +25,32 @@ fn describe(s: &Score) -> String {
         .join("\n")
 }
 
-/// Scores both references; returns a problem description for each that
+/// Scores every reference; returns a problem description for each that
 /// goes the wrong way.
 fn check_references(id: &str, checks: &[Check], r: &References) -> Vec<String> {
     let mut problems = Vec::new();
-    let p = streamer_bench::score(checks, &r.pass);
-    if !p.passed {
-        problems.push(format!("{id}: passing reference FAILS\n{}", describe(&p)));
+    for (i, reply) in r.passing().enumerate() {
+        let p = streamer_bench::score(checks, reply);
+        if !p.passed {
+            problems.push(format!(
+                "{id}: passing reference #{i} FAILS\n{}",
+                describe(&p)
+            ));
+        }
     }
-    // A failing reference is a realistic wrong answer, never an empty one.
-    let cleaned = streamer_bench::clean(&r.fail);
-    if cleaned.text.chars().count() < 2 && cleaned.tool_calls.is_empty() {
-        problems.push(format!("{id}: failing reference is empty"));
-    }
-    let f = streamer_bench::score(checks, &r.fail);
-    if f.passed {
-        problems.push(format!("{id}: failing reference PASSES\n{}", describe(&f)));
+    for (i, reply) in r.failing().enumerate() {
+        // A failing reference is a realistic wrong answer, never an empty one.
+        let cleaned = streamer_bench::clean(reply);
+        if cleaned.text.chars().count() < 2 && cleaned.tool_calls.is_empty() {
+            problems.push(format!("{id}: failing reference #{i} is empty"));
+        }
+        let f = streamer_bench::score(checks, reply);
+        if f.passed {
+            problems.push(format!(
+                "{id}: failing reference #{i} PASSES\n{}",
+                describe(&f)
+            ));
+        }
     }
     problems
 }
@@ -194,6 +204,36 @@ fn catalogue_sources_are_well_formed_and_all_used() {
                 assert_eq!(footage, "vtest", "{id}: unknown footage");
                 assert!(*time_s >= 0.0 && *time_s < 100.0, "{id}: time {time_s}");
                 assert!(!licence.is_empty(), "{id}");
+            }
+        }
+    }
+}
+
+/// A generous token count for a reply: three characters a token (English
+/// text runs nearer four with these tokenizers), plus the call's framing.
+fn tokens_at_most(r: &streamer_bench::Reply) -> usize {
+    let calls: usize = r
+        .tool_calls
+        .iter()
+        .map(|c| (c.name.len() + c.arguments.to_string().len()) / 3 + 16)
+        .sum();
+    r.content.chars().count().div_ceil(3) + calls
+}
+
+#[test]
+fn token_budgets_leave_right_answers_room() {
+    // The budget cuts off runaways; a right answer needs at most half of it.
+    let suites = load_llm(&fixtures_dir().join("llm")).unwrap();
+    for s in &suites {
+        for t in &s.tests {
+            let budget = s.shape(t).max_tokens as usize;
+            for r in t.reference.passing() {
+                let need = tokens_at_most(r);
+                assert!(
+                    2 * need <= budget,
+                    "{}: a right answer of about {need} tokens needs more than half the budget {budget}",
+                    t.id
+                );
             }
         }
     }

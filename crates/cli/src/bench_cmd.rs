@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use serde::Serialize;
-use streamer_bench::{LlmTest, Reply, RequestShape, Suite, ToolCall};
+use streamer_bench::{
+    classify, BoardRow, Check, Finish, LlmTest, Outcome, ReplyRecord, RequestShape, Role, RunInfo,
+    RunReport, SeriesReport, Suite, TestRecord, ToolCall,
+};
 use streamer_models::ModelCache;
 use streamer_reason::{
-    ChatBackend, ChatMessage, ChatReply, ChatRequest, EndpointConfig, ImageInput, LlmRuntime,
-    OpenAiClient, RuntimeOptions, Sampling, SyntheticProjector, Tool,
+    ChatBackend, ChatMessage, ChatReply, ChatRequest, EndpointConfig, FinishReason, ImageInput,
+    LlmRuntime, OpenAiClient, RuntimeOptions, Sampling, SyntheticProjector, Tool,
 };
 
 use crate::{bench_images, perf};
@@ -72,9 +74,26 @@ pub struct BenchArgs {
     /// Per-call idle timeout for text tests, seconds (images get 4x).
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
-    /// Write the full results as JSON here.
+    /// Write the full results as JSON here: per test the request shape, the
+    /// whole reply, each check's result and the failure's class.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report here: score and spread, a bar per
+    /// suite, speed and memory, the failures with their replies, and a
+    /// leaderboard of the runs kept in the results folder.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Repeat the run with this many seeds (--seed, --seed + 1, ...) and
+    /// report the mean and standard deviation per suite and overall.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u32,
+    /// The first sampling seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u32,
+    /// Folder where every run is saved for the HTML leaderboard (default:
+    /// $STREAMER_BENCH_RESULTS, else ~/.local/share/streamer/bench-results).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
     /// Perf mode: rounds over the 12 triage prompts.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
@@ -124,39 +143,6 @@ impl BenchArgs {
     }
 }
 
-#[derive(Serialize)]
-struct TestResult {
-    id: String,
-    suite: String,
-    passed: bool,
-    failures: Vec<String>,
-    ttft_ms: f64,
-    decode_tok_s: f64,
-    completion_tokens: usize,
-    error: Option<String>,
-}
-
-#[derive(Serialize)]
-struct SuiteSummary {
-    suite: String,
-    passed: usize,
-    total: usize,
-}
-
-#[derive(Serialize)]
-struct BenchReport {
-    backend: String,
-    passed: usize,
-    total: usize,
-    pass_rate: f64,
-    ttft_avg_ms: f64,
-    decode_tok_s_avg: f64,
-    rss_peak_mib: f64,
-    wall_s: f64,
-    suites: Vec<SuiteSummary>,
-    tests: Vec<TestResult>,
-}
-
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let cache = ModelCache::from_env();
     if args.mode == Mode::Perf {
@@ -165,36 +151,174 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.mode == Mode::Cameras {
         return crate::cameras_bench::run(&args);
     }
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
     let backend = backend(&args, &cache)?;
     eprintln!("benchmark against {}", backend.describe());
-    let started = Instant::now();
-    let mut results = Vec::new();
-    if matches!(args.mode, Mode::Llm | Mode::Full) {
-        results.extend(run_llm(&args, backend.as_ref())?);
+    if matches!(args.mode, Mode::Vlm | Mode::Full) && !backend.sees_images() {
+        bail!(
+            "the VLM tests need a model that sees images: pass --projector FILE \
+             (or --synthetic-projector to exercise the path), or --endpoint-vision"
+        );
     }
-    if matches!(args.mode, Mode::Vlm | Mode::Full) {
-        if !backend.sees_images() {
-            bail!(
-                "the VLM tests need a model that sees images: pass --projector FILE \
-                 (or --synthetic-projector to exercise the path), or --endpoint-vision"
-            );
+    let mut runs = Vec::new();
+    for seed in (0..args.seeds).map(|i| args.seed.wrapping_add(i)) {
+        if args.seeds > 1 {
+            eprintln!("run with seed {seed}");
         }
-        results.extend(run_vlm(&cache, backend.as_ref())?);
+        let date = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let started = Instant::now();
+        let mut tests = Vec::new();
+        if matches!(args.mode, Mode::Llm | Mode::Full) {
+            tests.extend(run_llm(&args, backend.as_ref(), seed)?);
+        }
+        if matches!(args.mode, Mode::Vlm | Mode::Full) {
+            tests.extend(run_vlm(&cache, backend.as_ref(), seed)?);
+        }
+        let info = RunInfo {
+            model: model_name(&args),
+            backend: backend.describe(),
+            machine: machine(),
+            date,
+            seed,
+            rss_peak_mib: peak_rss_mib(),
+            wall_s: started.elapsed().as_secs_f64(),
+        };
+        runs.push(RunReport::new(info, tests));
     }
-    let report = summarise(backend.describe(), results, started.elapsed());
-    print_report(&report);
+    let series = SeriesReport::new(runs);
+    print_report(&series);
     if args.synthetic_projector && matches!(args.mode, Mode::Vlm | Mode::Full) {
         println!(
             "note: the image tests ran through a generated projector with random weights; \
              their score measures nothing but the path"
         );
     }
+    let json = serde_json::to_vec_pretty(&series)?;
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("report written to {}", path.display());
     }
+    let results = args.results.clone().unwrap_or_else(default_results_dir);
+    let saved = save_result(&results, &series, &json);
+    if let Some(path) = &args.html {
+        let board = leaderboard(&results, saved.as_deref(), &series);
+        std::fs::write(path, streamer_bench::render_html(&series, &board))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "HTML report written to {} (leaderboard: {} run(s) from {})",
+            path.display(),
+            board.len(),
+            results.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The model's name for reports: the manifest name or the file's stem, or
+/// the endpoint's model.
+fn model_name(args: &BenchArgs) -> String {
+    if args.endpoint.is_some() {
+        return args.endpoint_model.clone().unwrap_or_default();
+    }
+    let path = std::path::Path::new(&args.model);
+    if path.extension().is_some_and(|e| e == "gguf") {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| args.model.clone())
+    } else {
+        args.model.clone()
+    }
+}
+
+/// The machine in a few words: CPU model, architecture, cores.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+/// Where runs are kept for the leaderboard: `$STREAMER_BENCH_RESULTS`, else
+/// `$XDG_DATA_HOME/streamer/bench-results` (`~/.local/share/...`).
+fn default_results_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STREAMER_BENCH_RESULTS") {
+        return PathBuf::from(dir);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/share")
+        });
+    data.join("streamer/bench-results")
+}
+
+/// Saves the series into the results folder; a failure to save is reported
+/// and does not fail the run.
+fn save_result(dir: &std::path::Path, series: &SeriesReport, json: &[u8]) -> Option<PathBuf> {
+    let name: String = format!("{}-{}-{}", series.date, series.model, series.backend)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{name}.json"));
+    let saved = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, json));
+    match saved {
+        Ok(()) => {
+            eprintln!("run saved to {}", path.display());
+            Some(path)
+        }
+        Err(e) => {
+            eprintln!("warning: could not save the run to {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// The leaderboard: every series saved in `dir` (and this one, if it could
+/// not be saved), best score first. Files that do not parse are named and
+/// left out.
+fn leaderboard(
+    dir: &std::path::Path,
+    saved: Option<&std::path::Path>,
+    series: &SeriesReport,
+) -> Vec<BoardRow> {
+    let mut rows = Vec::new();
+    if saved.is_none() {
+        rows.push(BoardRow::from(series));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    for f in files {
+        let parsed = std::fs::read(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<SeriesReport>(&b).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(s) => rows.push(BoardRow::from(&s)),
+            Err(e) => eprintln!("leaderboard: skipping {}: {e}", f.display()),
+        }
+    }
+    rows.sort_by(|a, b| {
+        let share = |r: &BoardRow| r.passed_mean / r.total.max(1) as f64;
+        share(b).total_cmp(&share(a))
+    });
+    rows
 }
 
 fn backend(args: &BenchArgs, cache: &ModelCache) -> Result<Box<dyn ChatBackend>> {
@@ -282,7 +406,7 @@ fn default_llama_tools() -> PathBuf {
         .join("b11434/build/bin")
 }
 
-fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend) -> Result<Vec<TestResult>> {
+fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend, seed: u32) -> Result<Vec<TestRecord>> {
     let suites = streamer_bench::load_llm(&streamer_bench::fixtures_dir().join("llm"))?;
     let wanted = |s: &Suite| {
         args.suite
@@ -296,7 +420,7 @@ fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend) -> Result<Vec<TestResult
             let shape = suite.shape(test);
             let request = ChatRequest {
                 messages: messages(test),
-                sampling: sampling(&shape),
+                sampling: sampling(&shape, seed),
                 tools: if shape.tools {
                     tools.clone()
                 } else {
@@ -304,7 +428,22 @@ fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend) -> Result<Vec<TestResult
                 },
                 ..ChatRequest::default()
             };
-            let result = run_one(backend, &request, &suite.name, &test.id, |r| test.score(r));
+            let question = test
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == Role::User)
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+            let asked = Asked {
+                id: &test.id,
+                suite: &suite.name,
+                title: &test.title,
+                shape,
+                question,
+                image: None,
+            };
+            let result = run_one(backend, &request, asked, &test.checks);
             report_line(&result);
             results.push(result);
         }
@@ -312,7 +451,7 @@ fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend) -> Result<Vec<TestResult
     Ok(results)
 }
 
-fn run_vlm(cache: &ModelCache, backend: &dyn ChatBackend) -> Result<Vec<TestResult>> {
+fn run_vlm(cache: &ModelCache, backend: &dyn ChatBackend, seed: u32) -> Result<Vec<TestRecord>> {
     let dir = streamer_bench::fixtures_dir().join("vlm");
     let tests = streamer_bench::load_vlm(&dir.join("tests.json"))?;
     let catalogue = streamer_bench::load_vlm_catalogue(&dir.join("images.json"))?;
@@ -323,64 +462,93 @@ fn run_vlm(cache: &ModelCache, backend: &dyn ChatBackend) -> Result<Vec<TestResu
         let shape = test.request_shape();
         let request = ChatRequest {
             messages: vec![ChatMessage::user(test.question.clone())],
-            sampling: sampling(&shape),
+            sampling: sampling(&shape, seed),
             images: vec![ImageInput::File(path)],
             ..ChatRequest::default()
         };
-        let result = run_one(backend, &request, "VLM", &test.id, |r| test.score(r));
+        let image = match test.image.variant {
+            Some(v) => format!("{} ({})", test.image.source, v.name()),
+            None => test.image.source.clone(),
+        };
+        let asked = Asked {
+            id: &test.id,
+            suite: "VLM",
+            title: &test.title,
+            shape,
+            question: test.question.clone(),
+            image: Some(image),
+        };
+        let result = run_one(backend, &request, asked, &test.checks);
         report_line(&result);
         results.push(result);
     }
     Ok(results)
 }
 
+/// What a test asked, for its record.
+struct Asked<'a> {
+    id: &'a str,
+    suite: &'a str,
+    title: &'a str,
+    shape: RequestShape,
+    question: String,
+    image: Option<String>,
+}
+
 fn run_one(
     backend: &dyn ChatBackend,
     request: &ChatRequest,
-    suite: &str,
-    id: &str,
-    score: impl Fn(&Reply) -> streamer_bench::Score,
-) -> TestResult {
-    let mut result = TestResult {
-        id: id.to_string(),
-        suite: suite.to_string(),
-        passed: false,
-        failures: Vec::new(),
+    asked: Asked<'_>,
+    checks: &[Check],
+) -> TestRecord {
+    let mut record = TestRecord {
+        id: asked.id.to_string(),
+        suite: asked.suite.to_string(),
+        title: asked.title.to_string(),
+        request: asked.shape,
+        question: asked.question,
+        image: asked.image,
+        reply: None,
+        checks: Vec::new(),
+        outcome: Outcome::Error,
+        error: None,
         ttft_ms: 0.0,
         decode_tok_s: 0.0,
-        completion_tokens: 0,
-        error: None,
     };
     match backend.chat(request, &mut |_| {}) {
         Ok(reply) => {
-            let scored = score(&to_bench_reply(&reply));
-            result.passed = scored.passed;
-            result.failures = scored
-                .checks
-                .iter()
-                .filter(|c| !c.passed)
-                .map(|c| c.reason.clone())
-                .collect();
-            result.ttft_ms = reply.timing.ttft.as_secs_f64() * 1000.0;
-            result.decode_tok_s = reply.timing.decode_tokens_per_s();
-            result.completion_tokens = reply.timing.completion_tokens;
+            let kept = reply_record(&reply);
+            let scored = streamer_bench::score(checks, &kept.reply());
+            record.outcome = classify(checks, &kept, &scored);
+            record.checks = scored.checks;
+            record.ttft_ms = reply.timing.ttft.as_secs_f64() * 1000.0;
+            record.decode_tok_s = reply.timing.decode_tokens_per_s();
+            record.reply = Some(kept);
         }
         // A failed call is a failed test, reported, never a crash.
-        Err(e) => result.error = Some(e.to_string()),
+        Err(e) => record.error = Some(e.to_string()),
     }
-    result
+    record
 }
 
-fn report_line(r: &TestResult) {
-    let status = if r.passed { "pass" } else { "FAIL" };
+fn report_line(r: &TestRecord) {
+    let status = match r.outcome {
+        Outcome::Passed => "pass".to_string(),
+        other => format!("FAIL {}", other.name()),
+    };
     let why = r
         .error
         .clone()
-        .or_else(|| r.failures.first().cloned())
+        .or_else(|| {
+            r.checks
+                .iter()
+                .find(|c| !c.passed)
+                .map(|c| c.reason.clone())
+        })
         .map(|w| format!("  ({w})"))
         .unwrap_or_default();
     eprintln!(
-        "{status} {:<22} {:>7.0} ms TTFT {:>5.1} tok/s{why}",
+        "{status:<15} {:<22} {:>7.0} ms TTFT {:>5.1} tok/s{why}",
         r.id, r.ttft_ms, r.decode_tok_s
     );
 }
@@ -398,11 +566,12 @@ fn messages(test: &LlmTest) -> Vec<ChatMessage> {
         .collect()
 }
 
-fn sampling(shape: &RequestShape) -> Sampling {
+fn sampling(shape: &RequestShape, seed: u32) -> Sampling {
     Sampling {
         temperature: shape.temperature,
         top_p: shape.top_p,
         max_tokens: shape.max_tokens,
+        seed,
         ..Sampling::default()
     }
 }
@@ -414,8 +583,8 @@ fn to_tools(definitions: &[serde_json::Value]) -> Vec<Tool> {
         .collect()
 }
 
-fn to_bench_reply(reply: &ChatReply) -> Reply {
-    Reply {
+fn reply_record(reply: &ChatReply) -> ReplyRecord {
+    ReplyRecord {
         content: reply.content.clone(),
         reasoning: reply.reasoning.clone(),
         tool_calls: reply
@@ -426,40 +595,18 @@ fn to_bench_reply(reply: &ChatReply) -> Reply {
                 arguments: c.arguments.clone(),
             })
             .collect(),
-    }
-}
-
-fn summarise(backend: String, tests: Vec<TestResult>, wall: Duration) -> BenchReport {
-    let mut suites: Vec<SuiteSummary> = Vec::new();
-    for t in &tests {
-        match suites.iter_mut().find(|s| s.suite == t.suite) {
-            Some(s) => {
-                s.total += 1;
-                s.passed += t.passed as usize;
-            }
-            None => suites.push(SuiteSummary {
-                suite: t.suite.clone(),
-                passed: t.passed as usize,
-                total: 1,
-            }),
-        }
-    }
-    let answered: Vec<&TestResult> = tests.iter().filter(|t| t.error.is_none()).collect();
-    let avg = |f: &dyn Fn(&TestResult) -> f64| {
-        answered.iter().map(|t| f(t)).sum::<f64>() / answered.len().max(1) as f64
-    };
-    let passed = tests.iter().filter(|t| t.passed).count();
-    BenchReport {
-        backend,
-        passed,
-        total: tests.len(),
-        pass_rate: passed as f64 / tests.len().max(1) as f64,
-        ttft_avg_ms: avg(&|t| t.ttft_ms),
-        decode_tok_s_avg: avg(&|t| t.decode_tok_s),
-        rss_peak_mib: peak_rss_mib(),
-        wall_s: wall.as_secs_f64(),
-        suites,
-        tests,
+        malformed_calls: reply
+            .malformed_calls
+            .iter()
+            .map(|m| format!("{} ({})", m.raw, m.problem))
+            .collect(),
+        finish: match reply.finish {
+            FinishReason::Length => Finish::Length,
+            _ if !reply.tool_calls.is_empty() => Finish::ToolCalls,
+            _ => Finish::Stop,
+        },
+        prompt_tokens: reply.timing.prompt_tokens,
+        completion_tokens: reply.timing.completion_tokens,
     }
 }
 
@@ -481,21 +628,53 @@ pub(crate) fn status_mib(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn print_report(r: &BenchReport) {
-    println!("benchmark: {}", r.backend);
+fn print_report(r: &SeriesReport) {
+    let several = r.runs.len() > 1;
+    println!(
+        "benchmark: {} (seed{} {})",
+        r.backend,
+        if several { "s" } else { "" },
+        r.seeds
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("| suite | passed |");
     println!("|---|---|");
     for s in &r.suites {
-        println!("| {} | {}/{} |", s.suite, s.passed, s.total);
+        if several {
+            println!("| {} | {} / {} |", s.suite, s.passed, s.total);
+        } else {
+            println!("| {} | {:.0}/{} |", s.suite, s.passed.mean, s.total);
+        }
     }
-    println!(
-        "| **total** | **{}/{} ({:.1}%)** |",
-        r.passed,
-        r.total,
-        r.pass_rate * 100.0
-    );
+    let rate = 100.0 * r.passed.mean / r.total.max(1) as f64;
+    if several {
+        println!(
+            "| **total** | **{} / {} ({rate:.1}%)** |",
+            r.passed, r.total
+        );
+    } else {
+        println!(
+            "| **total** | **{:.0}/{} ({rate:.1}%)** |",
+            r.passed.mean, r.total
+        );
+    }
+    let failures: Vec<String> = r
+        .failures
+        .iter()
+        .map(|(k, v)| {
+            if several {
+                format!("{k} {v}")
+            } else {
+                format!("{k} {:.0}", v.mean)
+            }
+        })
+        .collect();
+    println!("failures: {}", failures.join(", "));
     println!(
         "TTFT avg {:.0} ms; decode {:.1} tok/s; peak RSS {:.0} MiB; {:.0} s",
-        r.ttft_avg_ms, r.decode_tok_s_avg, r.rss_peak_mib, r.wall_s
+        r.ttft_avg_ms.mean, r.decode_tok_s_avg.mean, r.rss_peak_mib, r.wall_s
     );
 }

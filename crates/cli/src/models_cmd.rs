@@ -4,7 +4,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use streamer_models::{FetchOptions, FetchOutcome, ModelCache, Role};
+use streamer_models::{FetchOptions, FetchOutcome, ModelCache};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -125,7 +125,7 @@ fn fetch(
             }
             bar.set_position(done);
         };
-        if entry.role == Role::Production || entry.convert.is_some() {
+        if !entry.role.fetched_by_default() || entry.convert.is_some() {
             eprintln!("fetching {name} from {} ...", entry.origin());
         }
         let outcome = cache.fetch(
@@ -168,7 +168,7 @@ fn verify(cache: &ModelCache, names: Vec<String>) -> Result<ExitCode> {
             .manifest()
             .models
             .iter()
-            .filter(|m| m.role != Role::Production || cache.path(m).exists())
+            .filter(|m| m.role.fetched_by_default() || cache.path(m).exists())
             .map(|m| m.name.clone())
             .collect()
     } else {

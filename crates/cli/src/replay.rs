@@ -108,7 +108,7 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "TIME")]
     pub(crate) start: Option<String>,
     /// Run the offline benchmark instead: all 96 LLM and 35 image tests on
-    /// the embedded model, report in streamer-bench-report.json. See
+    /// the embedded model, report in streamer-bench-report.json and .html. See
     /// `streamer bench --help` for models, endpoints and suites.
     #[arg(long)]
     pub(crate) bench: bool,
@@ -152,6 +152,7 @@ pub fn run(mut args: ReplayArgs) -> Result<ExitCode> {
         let mut bench = bench_cmd::BenchArgs::defaults(bench_cmd::Mode::Full);
         bench.synthetic_projector = true;
         bench.json = Some(PathBuf::from("streamer-bench-report.json"));
+        bench.html = Some(PathBuf::from("streamer-bench-report.html"));
         return bench_cmd::run(bench);
     }
     if args.camera.is_some() && args.inputs.len() > 1 {

@@ -57,8 +57,18 @@ pub enum Role {
     Default,
     /// Small models and footage for the test suite, fetched by default too.
     Test,
+    /// From the registries like the defaults, but large and fetched only
+    /// by name (`streamer models fetch NAME`): calibration models.
+    Optional,
     /// Larger models users fetch by name where they have internet.
     Production,
+}
+
+impl Role {
+    /// Whether a plain `streamer models fetch` brings this role in.
+    pub fn fetched_by_default(self) -> bool {
+        matches!(self, Role::Default | Role::Test)
+    }
 }
 
 /// Where a model file comes from.
@@ -178,7 +188,7 @@ impl Manifest {
 
     /// The entries a plain `streamer models fetch` brings in.
     pub fn fetched_by_default(&self) -> impl Iterator<Item = &ModelEntry> {
-        self.models.iter().filter(|m| m.role != Role::Production)
+        self.models.iter().filter(|m| m.role.fetched_by_default())
     }
 }
 
@@ -222,8 +232,11 @@ mod tests {
             "vtest",
         ] {
             let e = m.get(name).unwrap();
-            assert_ne!(e.role, Role::Production, "{name}");
+            assert!(e.role.fetched_by_default(), "{name}");
         }
+        let big = m.get("qwen2.5-coder-1.5b").unwrap();
+        assert_eq!(big.role, Role::Optional);
+        assert!(m.fetched_by_default().all(|e| e.name != big.name));
         let centernet = m.get("centernet").unwrap().detector.as_ref().unwrap();
         assert_eq!((centernet.input.width, centernet.input.height), (512, 512));
         assert!(m
