@@ -86,7 +86,11 @@ fn html_report_renders_in_headless_chromium() {
                     record("chat-01", Outcome::Passed, "I'm Hearth."),
                     record(
                         "chat-07",
-                        if seed == 1 { Outcome::Wrong } else { Outcome::Passed },
+                        if seed == 1 {
+                            Outcome::Wrong
+                        } else {
+                            Outcome::Passed
+                        },
                         "Go downstairs <quietly> & check who it is.",
                     ),
                 ],
@@ -131,6 +135,10 @@ fn html_report_renders_in_headless_chromium() {
             String::from_utf8_lossy(&status.stderr)
         )
     });
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

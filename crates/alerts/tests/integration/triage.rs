@@ -222,11 +222,13 @@ fn queued_model_work_past_its_deadline_is_dropped_not_run() {
             Some(format!("deadline of {TINY_DEADLINE_MS} ms expired").as_str())
         );
     }
-    // At most the first job reached the model before its deadline; the
-    // others expired while it ran and were dropped without a call.
+    // A job that reached the model is cut off at its deadline (the runtime
+    // stops it), so the next one may still start inside its own; but work
+    // that waited past its deadline is dropped without a call, and nothing
+    // is answered.
     let stats = wait_idle(&pipeline);
     eprintln!("model queue after three visits with a {TINY_DEADLINE_MS} ms deadline: {stats:?}");
-    assert!(stats.started <= 1, "{stats:?}");
+    assert!(stats.started < 3, "no job was dropped unrun: {stats:?}");
     assert_eq!(stats.expired, 3, "{stats:?}");
     assert_eq!(stats.answered, 0);
     pipeline.shutdown(Duration::ZERO);
