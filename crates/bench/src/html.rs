@@ -37,6 +37,34 @@ impl From<&SeriesReport> for BoardRow {
     }
 }
 
+/// The leaderboard: every series saved as JSON in `dir`, best share of
+/// tests passed first, and the files that did not parse with the reason.
+pub fn board_from_dir(dir: &std::path::Path) -> (Vec<BoardRow>, Vec<String>) {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    for f in files {
+        let parsed = std::fs::read(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<SeriesReport>(&b).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(s) => rows.push(BoardRow::from(&s)),
+            Err(e) => skipped.push(format!("{}: {e}", f.display())),
+        }
+    }
+    sort_board(&mut rows);
+    (rows, skipped)
+}
+
+/// Sorts leaderboard rows, best share of tests passed first.
+pub fn sort_board(rows: &mut [BoardRow]) {
+    let share = |r: &BoardRow| r.passed_mean / r.total.max(1) as f64;
+    rows.sort_by(|a, b| share(b).total_cmp(&share(a)));
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -15,7 +15,7 @@ pub mod score;
 pub mod suite;
 pub mod vlm_images;
 
-pub use html::{render as render_html, BoardRow};
+pub use html::{board_from_dir, render as render_html, sort_board, BoardRow};
 pub use reply::{clean, extract_json, strip_think, Cleaned, Reply, ToolCall};
 pub use report::{
     classify, is_looping, percentile, Finish, Outcome, ReplyRecord, RunInfo, RunReport,

@@ -262,14 +262,11 @@ impl RunReport {
         let answered: Vec<&TestRecord> = tests.iter().filter(|t| t.reply.is_some()).collect();
         let mut ttfts: Vec<f64> = answered.iter().map(|t| t.ttft_ms).collect();
         ttfts.sort_by(f64::total_cmp);
-        let avg = |v: &mut dyn Iterator<Item = f64>| {
-            let (sum, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-            if n == 0 {
-                0.0
-            } else {
-                sum / n as f64
-            }
-        };
+        let decode: Vec<f64> = answered
+            .iter()
+            .map(|t| t.decode_tok_s)
+            .filter(|v| *v > 0.0)
+            .collect();
         RunReport {
             model: info.model,
             backend: info.backend,
@@ -278,12 +275,9 @@ impl RunReport {
             seed: info.seed,
             passed: tests.iter().filter(|t| t.passed()).count(),
             total: tests.len(),
-            ttft_avg_ms: avg(&mut ttfts.iter().copied()),
+            ttft_avg_ms: Spread::of(&ttfts).mean,
             ttft_p95_ms: percentile(&ttfts, 0.95),
-            decode_tok_s_avg: avg(&mut answered
-                .iter()
-                .filter(|t| t.decode_tok_s > 0.0)
-                .map(|t| t.decode_tok_s)),
+            decode_tok_s_avg: Spread::of(&decode).mean,
             completion_tokens: answered
                 .iter()
                 .filter_map(|t| t.reply.as_ref())

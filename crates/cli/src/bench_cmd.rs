@@ -288,36 +288,21 @@ fn save_result(dir: &std::path::Path, series: &SeriesReport, json: &[u8]) -> Opt
     }
 }
 
-/// The leaderboard: every series saved in `dir` (and this one, if it could
-/// not be saved), best score first. Files that do not parse are named and
-/// left out.
+/// The leaderboard: every series saved in `dir`, and this one if it could
+/// not be saved.
 fn leaderboard(
     dir: &std::path::Path,
     saved: Option<&std::path::Path>,
     series: &SeriesReport,
 ) -> Vec<BoardRow> {
-    let mut rows = Vec::new();
+    let (mut rows, skipped) = streamer_bench::board_from_dir(dir);
+    for s in skipped {
+        eprintln!("leaderboard: skipping {s}");
+    }
     if saved.is_none() {
         rows.push(BoardRow::from(series));
+        streamer_bench::sort_board(&mut rows);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
-    files.sort();
-    for f in files {
-        let parsed = std::fs::read(&f)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<SeriesReport>(&b).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(s) => rows.push(BoardRow::from(&s)),
-            Err(e) => eprintln!("leaderboard: skipping {}: {e}", f.display()),
-        }
-    }
-    rows.sort_by(|a, b| {
-        let share = |r: &BoardRow| r.passed_mean / r.total.max(1) as f64;
-        share(b).total_cmp(&share(a))
-    });
     rows
 }
 
