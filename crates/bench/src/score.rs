@@ -136,6 +136,14 @@ pub enum Check {
     /// At least one of `checks` passes: one answer written more than one
     /// right way (the camera as the `camera` argument or inside the `query`).
     Either { checks: Vec<Check> },
+    /// The first of `labels` that the text names (a whole word, any case)
+    /// is one of `accept`: "Suspicious: a person at the door" passes for
+    /// accept `[suspicious, critical]`, "normal, nothing to report" fails,
+    /// and so does a reply that names no label at all.
+    Label {
+        labels: Vec<String>,
+        accept: Vec<String>,
+    },
 }
 
 /// The outcome of one check.
@@ -247,6 +255,18 @@ impl Check {
                 }
                 checks.iter().try_for_each(Check::validate)
             }
+            Check::Label { labels, accept } => {
+                if labels.len() < 2 || labels.iter().any(|l| !is_word(l)) {
+                    return Err("label needs at least two labels, each a single word".into());
+                }
+                if accept.is_empty() {
+                    return Err("label needs at least one accepted label".into());
+                }
+                match accept.iter().find(|a| !labels.contains(a)) {
+                    Some(a) => Err(format!("accepted label {a:?} is not among the labels")),
+                    None => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -297,6 +317,7 @@ impl Check {
             } => format!("length({min_chars:?}..{max_chars:?})"),
             Check::NotClaim { pattern } => format!("not_claim(/{pattern}/)"),
             Check::Before { first, then } => format!("before(/{first}/, /{then}/)"),
+            Check::Label { accept, .. } => format!("label({})", accept.join("|")),
             Check::Either { checks } => format!(
                 "either({})",
                 checks
@@ -568,6 +589,14 @@ impl Check {
                     (_, None) => (false, format!("text does not match /{then}/")),
                 }
             }
+            Check::Label { labels, accept } => match first_label(&c.text, labels) {
+                Some(l) if accept.contains(&l) => (true, format!("first label is {l:?}")),
+                Some(l) => (
+                    false,
+                    format!("first label is {l:?}, want one of {accept:?}"),
+                ),
+                None => (false, format!("text names none of {labels:?}")),
+            },
             Check::Either { checks } => {
                 let results: Vec<CheckResult> = checks.iter().map(|k| k.run(c)).collect();
                 match results.iter().find(|r| r.passed) {
@@ -584,6 +613,19 @@ impl Check {
             }
         }
     }
+}
+
+fn is_word(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(char::is_alphanumeric)
+}
+
+/// The label (as written in `labels`) that `text` names first, matched as a
+/// whole word in any case.
+fn first_label(text: &str, labels: &[String]) -> Option<String> {
+    let alternatives: Vec<String> = labels.iter().map(|l| regex::escape(l)).collect();
+    let re = regex::Regex::new(&format!(r"(?i)\b({})\b", alternatives.join("|"))).ok()?;
+    let found = re.find(text)?.as_str().to_lowercase();
+    labels.iter().find(|l| l.to_lowercase() == found).cloned()
 }
 
 /// Whether the clause around byte `at` of `text` negates what follows: a
@@ -803,6 +845,27 @@ mod tests {
             &s,
             &Reply::text("A quiet day, but a suspicious man stopped by.")
         ));
+    }
+
+    #[test]
+    fn label_takes_the_first_label_named() {
+        let c = check(json!({"kind": "label",
+            "labels": ["normal", "monitor", "suspicious", "critical"],
+            "accept": ["suspicious", "critical"]}));
+        assert!(passes(
+            &c,
+            &Reply::text("Suspicious: a person at the door at 23:15.")
+        ));
+        assert!(passes(&c, &Reply::text("urgency = CRITICAL (not normal)")));
+        assert!(!passes(&c, &Reply::text("Normal. Not suspicious at all.")));
+        assert!(!passes(&c, &Reply::text("monitor")));
+        assert!(!passes(&c, &Reply::text("A man is standing at the door.")));
+        // Whole words only: "abnormally" names no label.
+        assert!(passes(&c, &Reply::text("Abnormally late: suspicious.")));
+        let bad: Check = serde_json::from_value(json!({"kind": "label",
+            "labels": ["normal", "critical"], "accept": ["urgent"]}))
+        .unwrap();
+        assert!(bad.validate().unwrap_err().contains("urgent"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::reply::Reply;
 use crate::request::{RequestShape, ShapeOverride};
+use crate::scenes::Scene;
 use crate::score::{score, Check, Score};
 use crate::vlm_images::Variant;
 
@@ -37,6 +38,9 @@ pub const EXPECTED_SUITES: [(&str, usize); 15] = [
 
 /// Number of VLM tests the data must hold.
 pub const EXPECTED_VLM_TESTS: usize = 35;
+
+/// Number of security-judgement scene tests in `vlm/scenes.json`.
+pub const EXPECTED_SCENE_TESTS: usize = 12;
 
 /// Errors loading benchmark data.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +231,13 @@ pub enum ImageSource {
         shows: String,
         licence: String,
     },
+    /// A scene composed from a catalogue photo and people cut out of vtest
+    /// (see [`crate::scenes`]).
+    Scene {
+        scene: Scene,
+        shows: String,
+        licence: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -403,9 +414,35 @@ pub fn load_vlm_catalogue(path: &Path) -> Result<BTreeMap<String, ImageSource>, 
         let src: ImageSource = serde_json::from_value(v).map_err(|e| BenchError::Test {
             path: path.to_path_buf(),
             id: id.clone(),
-            reason: format!("not a package member or footage frame: {e}"),
+            reason: format!("not a package member, footage frame or scene: {e}"),
         })?;
         out.insert(id, src);
+    }
+    for (id, src) in &out {
+        let ImageSource::Scene { scene, .. } = src else {
+            continue;
+        };
+        let err = |reason: String| BenchError::Test {
+            path: path.to_path_buf(),
+            id: id.clone(),
+            reason,
+        };
+        scene.validate().map_err(err)?;
+        match out.get(&scene.background) {
+            Some(ImageSource::Scene { .. }) => {
+                return Err(err(format!(
+                    "background {:?} is itself a scene; name a photo",
+                    scene.background
+                )))
+            }
+            Some(_) => {}
+            None => {
+                return Err(err(format!(
+                    "background {:?} is not in the catalogue",
+                    scene.background
+                )))
+            }
+        }
     }
     Ok(out)
 }

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use streamer_bench::{
     check_expected_suites, fixtures_dir, load_llm, load_vlm, load_vlm_catalogue, Check,
-    ImageSource, References, Score, Variant, EXPECTED_VLM_TESTS, SECURITY_TOOL_NAMES,
+    ImageSource, References, Score, Variant, EXPECTED_SCENE_TESTS, EXPECTED_VLM_TESTS,
+    SECURITY_TOOL_NAMES,
 };
 
 fn describe(s: &Score) -> String {
@@ -175,8 +176,15 @@ fn vlm_tests_are_complete_and_references_go_both_ways() {
 fn catalogue_sources_are_well_formed_and_all_used() {
     let dir = fixtures_dir().join("vlm");
     let catalogue = load_vlm_catalogue(&dir.join("images.json")).unwrap();
-    let tests = load_vlm(&dir.join("tests.json")).unwrap();
-    let used: HashSet<&str> = tests.iter().map(|t| t.image.source.as_str()).collect();
+    let mut tests = load_vlm(&dir.join("tests.json")).unwrap();
+    tests.extend(load_vlm(&dir.join("scenes.json")).unwrap());
+    let mut used: HashSet<&str> = tests.iter().map(|t| t.image.source.as_str()).collect();
+    // A scene's photo counts as used.
+    for src in catalogue.values() {
+        if let ImageSource::Scene { scene, .. } = src {
+            used.insert(scene.background.as_str());
+        }
+    }
     for (id, src) in &catalogue {
         assert!(
             used.contains(id.as_str()),
@@ -205,8 +213,58 @@ fn catalogue_sources_are_well_formed_and_all_used() {
                 assert!(*time_s >= 0.0 && *time_s < 100.0, "{id}: time {time_s}");
                 assert!(!licence.is_empty(), "{id}");
             }
+            ImageSource::Scene { scene, licence, .. } => {
+                assert!(!licence.is_empty(), "{id}");
+                for p in &scene.people {
+                    assert!(p.time_s >= 0.0 && p.time_s < 100.0, "{id}: vtest time");
+                    assert!(p.bbox[2] <= 768 && p.bbox[3] <= 576, "{id}: box off vtest");
+                }
+            }
         }
     }
+}
+
+#[test]
+fn scene_tests_judge_security_and_cannot_be_gamed_by_a_constant_label() {
+    let dir = fixtures_dir().join("vlm");
+    let tests = load_vlm(&dir.join("scenes.json")).expect("load scene tests");
+    let catalogue = load_vlm_catalogue(&dir.join("images.json")).unwrap();
+    assert_eq!(tests.len(), EXPECTED_SCENE_TESTS);
+    let mut problems = Vec::new();
+    let (mut high, mut low) = (0, 0);
+    for t in &tests {
+        assert!(
+            matches!(
+                catalogue.get(&t.image.source),
+                Some(ImageSource::Scene { .. })
+            ),
+            "{}: {} is not a composed scene",
+            t.id,
+            t.image.source
+        );
+        for c in &t.checks {
+            if let Check::Label { accept, .. } = c {
+                if accept.iter().any(|a| a == "suspicious" || a == "critical") {
+                    high += 1;
+                } else {
+                    low += 1;
+                }
+            }
+        }
+        problems.extend(check_references(&t.id, &t.checks, &t.reference));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    // Always answering "suspicious" (or always "normal") gets at most half
+    // of the urgency questions right.
+    assert!(
+        high >= 3 && high == low,
+        "urgency truths: {high} high, {low} low"
+    );
 }
 
 /// A generous token count for a reply: three characters a token (English

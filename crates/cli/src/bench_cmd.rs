@@ -1,5 +1,6 @@
 //! `streamer bench` (also `streamer replay --bench`): the home-security
-//! assistant benchmark (96 LLM tests in 15 suites, 35 VLM tests) against the
+//! assistant benchmark (96 LLM tests in 15 suites, 35 image tests and 12
+//! security scenes) against the
 //! in-process model or any OpenAI-compatible endpoint, and the LLM perf
 //! comparison with llama.cpp's own tools.
 
@@ -11,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use streamer_bench::{
     classify, BoardRow, Check, Finish, LlmTest, Outcome, ReplyRecord, RequestShape, Role, RunInfo,
-    RunReport, SeriesReport, Suite, TestRecord, ToolCall,
+    RunReport, SeriesReport, TestRecord, ToolCall,
 };
 use streamer_models::ModelCache;
 use streamer_reason::{
@@ -25,7 +26,8 @@ use crate::{bench_images, perf};
 pub enum Mode {
     /// The 96 LLM tests.
     Llm,
-    /// The 35 image tests (needs a vision model).
+    /// The 35 image tests and the 12 security-judgement scenes (needs a
+    /// vision model).
     Vlm,
     /// Both.
     Full,
@@ -94,6 +96,11 @@ pub struct BenchArgs {
     /// $STREAMER_BENCH_RESULTS, else ~/.local/share/streamer/bench-results).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Write every picture the image tests show (photos, their
+    /// challenging-condition variants, the security scenes) into this
+    /// folder as PNG, and exit without loading a model.
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
     /// Perf mode: rounds over the 12 triage prompts.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
@@ -151,6 +158,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.mode == Mode::Cameras {
         return crate::cameras_bench::run(&args);
     }
+    if let Some(dir) = &args.images {
+        return write_images(&args, &cache, dir);
+    }
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
@@ -174,7 +184,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             tests.extend(run_llm(&args, backend.as_ref(), seed)?);
         }
         if matches!(args.mode, Mode::Vlm | Mode::Full) {
-            tests.extend(run_vlm(&cache, backend.as_ref(), seed)?);
+            tests.extend(run_vlm(&args, &cache, backend.as_ref(), seed)?);
         }
         let info = RunInfo {
             model: model_name(&args),
@@ -391,15 +401,17 @@ fn default_llama_tools() -> PathBuf {
         .join("b11434/build/bin")
 }
 
+/// Whether `--suite` (a case-insensitive part of the name) lets `suite` run.
+fn suite_wanted(args: &BenchArgs, suite: &str) -> bool {
+    args.suite
+        .as_ref()
+        .is_none_or(|w| suite.to_lowercase().contains(&w.to_lowercase()))
+}
+
 fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend, seed: u32) -> Result<Vec<TestRecord>> {
     let suites = streamer_bench::load_llm(&streamer_bench::fixtures_dir().join("llm"))?;
-    let wanted = |s: &Suite| {
-        args.suite
-            .as_ref()
-            .is_none_or(|w| s.name.to_lowercase().contains(&w.to_lowercase()))
-    };
     let mut results = Vec::new();
-    for suite in suites.iter().filter(|s| wanted(s)) {
+    for suite in suites.iter().filter(|s| suite_wanted(args, &s.name)) {
         let tools = to_tools(&streamer_bench::tools_for(&suite.name));
         for test in &suite.tests {
             let shape = suite.shape(test);
@@ -436,14 +448,79 @@ fn run_llm(args: &BenchArgs, backend: &dyn ChatBackend, seed: u32) -> Result<Vec
     Ok(results)
 }
 
-fn run_vlm(cache: &ModelCache, backend: &dyn ChatBackend, seed: u32) -> Result<Vec<TestRecord>> {
+/// The image tests by suite: perception on photos and their degraded
+/// variants ("VLM"), and the security-judgement scenes.
+fn vlm_suites() -> Result<Vec<(&'static str, Vec<streamer_bench::VlmTest>)>> {
     let dir = streamer_bench::fixtures_dir().join("vlm");
-    let tests = streamer_bench::load_vlm(&dir.join("tests.json"))?;
-    let catalogue = streamer_bench::load_vlm_catalogue(&dir.join("images.json"))?;
+    Ok(vec![
+        ("VLM", streamer_bench::load_vlm(&dir.join("tests.json"))?),
+        (
+            "Security scenes",
+            streamer_bench::load_vlm(&dir.join("scenes.json"))?,
+        ),
+    ])
+}
+
+fn vlm_catalogue() -> Result<std::collections::BTreeMap<String, streamer_bench::ImageSource>> {
+    let dir = streamer_bench::fixtures_dir().join("vlm");
+    Ok(streamer_bench::load_vlm_catalogue(
+        &dir.join("images.json"),
+    )?)
+}
+
+/// `--images DIR`: every picture the image tests show, for people to look at.
+fn write_images(args: &BenchArgs, cache: &ModelCache, dir: &std::path::Path) -> Result<ExitCode> {
+    let catalogue = vlm_catalogue()?;
+    let images = bench_images::BenchImages::new(cache);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = 0;
+    for (suite, tests) in vlm_suites()? {
+        if !suite_wanted(args, suite) {
+            continue;
+        }
+        for test in &tests {
+            let path = images.prepare(&catalogue, &test.image)?;
+            let out = dir.join(format!("{}.png", test.id));
+            std::fs::copy(&path, &out)
+                .with_context(|| format!("copying {} to {}", path.display(), out.display()))?;
+            println!("{}\t{suite}\t{}\t{}", out.display(), test.id, test.title);
+            written += 1;
+        }
+    }
+    eprintln!("{written} pictures written to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_vlm(
+    args: &BenchArgs,
+    cache: &ModelCache,
+    backend: &dyn ChatBackend,
+    seed: u32,
+) -> Result<Vec<TestRecord>> {
+    let catalogue = vlm_catalogue()?;
     let images = bench_images::BenchImages::new(cache);
     let mut results = Vec::new();
-    for test in &tests {
-        let path = images.prepare(&catalogue, &test.image)?;
+    for (suite, tests) in vlm_suites()? {
+        if suite_wanted(args, suite) {
+            results.extend(run_vlm_suite(
+                suite, &tests, &catalogue, &images, backend, seed,
+            )?);
+        }
+    }
+    Ok(results)
+}
+
+fn run_vlm_suite(
+    suite: &str,
+    tests: &[streamer_bench::VlmTest],
+    catalogue: &std::collections::BTreeMap<String, streamer_bench::ImageSource>,
+    images: &bench_images::BenchImages<'_>,
+    backend: &dyn ChatBackend,
+    seed: u32,
+) -> Result<Vec<TestRecord>> {
+    let mut results = Vec::new();
+    for test in tests {
+        let path = images.prepare(catalogue, &test.image)?;
         let shape = test.request_shape();
         let request = ChatRequest {
             messages: vec![ChatMessage::user(test.question.clone())],
@@ -457,7 +534,7 @@ fn run_vlm(cache: &ModelCache, backend: &dyn ChatBackend, seed: u32) -> Result<V
         };
         let asked = Asked {
             id: &test.id,
-            suite: "VLM",
+            suite,
             title: &test.title,
             shape,
             question: test.question.clone(),

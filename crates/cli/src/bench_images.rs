@@ -35,20 +35,24 @@ impl<'a> BenchImages<'a> {
         let source = catalogue
             .get(&image.source)
             .with_context(|| format!("image {:?} is not in images.json", image.source))?;
-        let base = self.dir.join("base").join(format!("{}.png", image.source));
+        let base = self
+            .dir
+            .join("base")
+            .join(format!("{}.png", stem(&image.source, source)));
         if !base.is_file() {
             let picture = self
-                .load(source)
+                .load(catalogue, source)
                 .with_context(|| format!("making {}", image.source))?;
             save(&picture, &base)?;
         }
         let Some(variant) = image.variant else {
             return Ok(base);
         };
-        let out =
-            self.dir
-                .join("variants")
-                .join(format!("{}-{}.png", image.source, variant.name()));
+        let out = self.dir.join("variants").join(format!(
+            "{}-{}.png",
+            stem(&image.source, source),
+            variant.name()
+        ));
         if !out.is_file() {
             let picture = image::open(&base)
                 .with_context(|| format!("reading {}", base.display()))?
@@ -58,7 +62,11 @@ impl<'a> BenchImages<'a> {
         Ok(out)
     }
 
-    fn load(&self, source: &ImageSource) -> Result<image::RgbImage> {
+    fn load(
+        &self,
+        catalogue: &BTreeMap<String, ImageSource>,
+        source: &ImageSource,
+    ) -> Result<image::RgbImage> {
         match source {
             ImageSource::Package {
                 package, member, ..
@@ -83,7 +91,48 @@ impl<'a> BenchImages<'a> {
             ImageSource::Footage {
                 footage, time_s, ..
             } => frame_at(&self.cache.require(footage)?, *time_s),
+            ImageSource::Scene { scene, .. } => self.compose(catalogue, scene),
         }
+    }
+
+    /// Builds a security scene: its photo, and each person cut out of the
+    /// vtest frame the scene names against vtest's empty scene.
+    fn compose(
+        &self,
+        catalogue: &BTreeMap<String, ImageSource>,
+        scene: &streamer_bench::Scene,
+    ) -> Result<image::RgbImage> {
+        let background = ImageRef {
+            source: scene.background.clone(),
+            variant: None,
+        };
+        let background = image::open(self.prepare(catalogue, &background)?)
+            .context("reading the scene's photo")?
+            .to_rgb8();
+        let mut cutouts = Vec::with_capacity(scene.people.len());
+        if !scene.people.is_empty() {
+            let vtest = self.cache.require("vtest")?;
+            let empty = self.empty_vtest(&vtest)?;
+            for person in &scene.people {
+                let frame = frame_at(&vtest, person.time_s)?;
+                cutouts.push(streamer_bench::cut_out(&frame, &empty, person.bbox));
+            }
+        }
+        Ok(streamer_bench::compose_scene(scene, &background, &cutouts))
+    }
+
+    /// vtest with nobody in it (the median of its frames), made once.
+    fn empty_vtest(&self, vtest: &Path) -> Result<image::RgbImage> {
+        let path = self.dir.join("base").join("vtest-empty.png");
+        if !path.is_file() {
+            let (w, h, rgb) = streamer_footage::empty_scene(vtest, 2)?;
+            let picture =
+                image::RgbImage::from_raw(w, h, rgb).context("median has the wrong size")?;
+            save(&picture, &path)?;
+        }
+        Ok(image::open(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .to_rgb8())
     }
 }
 
@@ -108,6 +157,25 @@ fn frame_at(video: &Path, time_s: f64) -> Result<image::RgbImage> {
     };
     image::RgbImage::from_raw(frame.width, frame.height, frame.rgb)
         .context("frame buffer has the wrong size")
+}
+
+/// The cached file's name for catalogue image `id`: a scene's name carries
+/// a hash of its recipe (and of the compositing code's version), so editing
+/// the scene or the code makes a fresh picture instead of reusing a stale one.
+fn stem(id: &str, source: &ImageSource) -> String {
+    /// Bump when `streamer_bench::scenes` draws differently.
+    const SCENE_CODE_VERSION: u32 = 1;
+    match source {
+        ImageSource::Scene { scene, .. } => {
+            let recipe = serde_json::to_string(scene).expect("a scene serialises");
+            let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ u64::from(SCENE_CODE_VERSION);
+            for b in recipe.bytes() {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            format!("{id}-{hash:016x}")
+        }
+        _ => id.to_string(),
+    }
 }
 
 fn save(picture: &image::RgbImage, path: &Path) -> Result<()> {

@@ -320,6 +320,28 @@ pub fn make(vtest: &Path, fps: u32, plan: &[Piece], out: &Path) -> Result<Footag
     Ok(footage)
 }
 
+/// The empty scene of `vtest`: the per-pixel median of its frames decoded
+/// at `fps`, as `(width, height, RGB bytes)`.
+pub fn empty_scene(vtest: &Path, fps: u32) -> Result<(u32, u32, Vec<u8>), FootageError> {
+    let source = |source| FootageError::Source {
+        path: vtest.to_path_buf(),
+        source,
+    };
+    let frames: Vec<Frame> = streamer_ingest::frames(
+        streamer_ingest::open(vtest, Arc::from("vtest"), Fps { num: fps, den: 1 })
+            .map_err(source)?,
+    )
+    .collect::<Result<_, _>>()
+    .map_err(source)?;
+    let Some(first) = frames.first() else {
+        return Err(FootageError::TooShort {
+            needed_s: 1.0,
+            has_s: 0.0,
+        });
+    };
+    Ok((first.width, first.height, median(&frames)))
+}
+
 /// Where [`make`] writes the labels of `video`.
 pub fn labels_path(video: &Path) -> PathBuf {
     let mut name = video.as_os_str().to_owned();
