@@ -570,7 +570,7 @@ mod tests {
         let (frame, empty) = frame_and_empty();
         let cut = cut_out(&frame, &empty, [25, 5, 50, 55]);
         let bg = RgbImage::from_pixel(200, 100, Rgb([40, 160, 40]));
-        let img = compose(&scene(vec![person(false)]), &bg, &[cut.clone()]);
+        let img = compose(&scene(vec![person(false)]), &bg, std::slice::from_ref(&cut));
         // Standing: 50 px tall, feet at y = 90, centred at x = 100.
         assert!(red(img.get_pixel(100, 70)));
         assert!(!red(img.get_pixel(100, 30)));

@@ -192,7 +192,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             machine: machine(),
             date,
             seed,
-            rss_peak_mib: peak_rss_mib(),
+            rss_peak_mib: if args.endpoint.is_some() {
+                0.0
+            } else {
+                peak_rss_mib()
+            },
             wall_s: started.elapsed().as_secs_f64(),
         };
         runs.push(RunReport::new(info, tests));
@@ -735,8 +739,14 @@ fn print_report(r: &SeriesReport) {
         })
         .collect();
     println!("failures: {}", failures.join(", "));
+    // Against an endpoint the model's memory is the server's, not ours.
+    let rss = if r.rss_peak_mib > 0.0 {
+        format!("peak RSS {:.0} MiB", r.rss_peak_mib)
+    } else {
+        "memory: the server's (not measured here)".to_string()
+    };
     println!(
-        "TTFT avg {:.0} ms; decode {:.1} tok/s; peak RSS {:.0} MiB; {:.0} s",
-        r.ttft_avg_ms.mean, r.decode_tok_s_avg.mean, r.rss_peak_mib, r.wall_s
+        "TTFT avg {:.0} ms; decode {:.1} tok/s; {rss}; {:.0} s",
+        r.ttft_avg_ms.mean, r.decode_tok_s_avg.mean, r.wall_s
     );
 }

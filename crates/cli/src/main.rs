@@ -42,7 +42,7 @@ enum Command {
     /// Prints one JSON line per sampled frame on stdout and a summary on stderr.
     Replay(Box<replay::ReplayArgs>),
     /// Score a model on the home-security assistant benchmark (96 LLM tests in
-    /// 15 suites, 35 image tests), or measure its speed against llama.cpp's
+    /// 15 suites, 35 image tests, 12 security scenes), or measure its speed against llama.cpp's
     /// own tools (`--mode perf`). Runs offline on the in-process model unless
     /// `--endpoint` names an OpenAI-compatible server.
     Bench(Box<bench_cmd::BenchArgs>),

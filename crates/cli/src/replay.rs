@@ -107,7 +107,7 @@ pub struct ReplayArgs {
     /// timestamp, not at the time of the replay.
     #[arg(long, value_name = "TIME")]
     pub(crate) start: Option<String>,
-    /// Run the offline benchmark instead: all 96 LLM and 35 image tests on
+    /// Run the offline benchmark instead: all 96 LLM, 35 image and 12 scene tests on
     /// the embedded model, report in streamer-bench-report.json and .html. See
     /// `streamer bench --help` for models, endpoints and suites.
     #[arg(long)]
@@ -141,11 +141,11 @@ struct Totals {
 
 pub fn run(mut args: ReplayArgs) -> Result<ExitCode> {
     if args.bench {
-        // All 131 tests on the embedded model. It has no vision projector,
+        // All 143 tests on the embedded model. It has no vision projector,
         // so the image tests run through a generated one: they exercise the
         // image path, and their score means nothing (the report says so).
         eprintln!(
-            "running all 131 benchmark tests on the embedded model; the 35 image tests use a \
+            "running all 143 benchmark tests on the embedded model; the 47 image tests use a \
              generated projector with random weights, so their answers are meaningless \
              (pass --projector to `streamer bench` for a real vision model)"
         );

@@ -367,7 +367,14 @@ impl StreamState {
             completion_tokens,
             ttft,
             prefill,
-            decode: self.first_token.map(|t| t.elapsed()).unwrap_or_default(),
+            // A reply that arrived in one chunk (a server that buffers tool
+            // calls, or no streaming) has no decode time to measure: zero,
+            // which the reports leave out, rather than a rate of millions.
+            decode: self
+                .first_token
+                .filter(|_| self.chunks_with_tokens > 1)
+                .map(|t| t.elapsed())
+                .unwrap_or_default(),
         };
 
         let (think, answer) = split_reasoning(&self.content);
