@@ -56,6 +56,15 @@ fn check_references(id: &str, checks: &[Check], r: &References) -> Vec<String> {
     problems
 }
 
+fn assert_no_problems(problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
 #[test]
 fn llm_suites_have_the_expected_names_and_counts() {
     let suites = load_llm(&fixtures_dir().join("llm")).expect("load LLM suites");
@@ -76,12 +85,7 @@ fn llm_references_pass_and_fail() {
             problems.extend(check_references(&t.id, &t.checks, &t.reference));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(&problems);
 }
 
 #[test]
@@ -158,12 +162,7 @@ fn vlm_tests_are_complete_and_references_go_both_ways() {
         }
         problems.extend(check_references(&t.id, &t.checks, &t.reference));
     }
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(&problems);
     for (v, n) in per_variant {
         assert!(
             n >= 2,
@@ -253,12 +252,7 @@ fn scene_tests_judge_security_and_cannot_be_gamed_by_a_constant_label() {
         }
         problems.extend(check_references(&t.id, &t.checks, &t.reference));
     }
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(&problems);
     // Always answering "suspicious" (or always "normal") gets at most half
     // of the urgency questions right.
     assert!(

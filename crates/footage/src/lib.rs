@@ -235,16 +235,7 @@ impl Piece {
 /// Makes `plan` from `vtest` at `fps` into `out` (an `.mp4`), with its
 /// labels in `out` + `.json`.
 pub fn make(vtest: &Path, fps: u32, plan: &[Piece], out: &Path) -> Result<Footage, FootageError> {
-    let source = |source| FootageError::Source {
-        path: vtest.to_path_buf(),
-        source,
-    };
-    let frames: Vec<Frame> = streamer_ingest::frames(
-        streamer_ingest::open(vtest, Arc::from("vtest"), Fps { num: fps, den: 1 })
-            .map_err(source)?,
-    )
-    .collect::<Result<_, _>>()
-    .map_err(source)?;
+    let frames = decode(vtest, fps)?;
     let has_s = frames.len() as f64 / f64::from(fps);
     let needed_s = plan
         .iter()
@@ -320,19 +311,24 @@ pub fn make(vtest: &Path, fps: u32, plan: &[Piece], out: &Path) -> Result<Footag
     Ok(footage)
 }
 
-/// The empty scene of `vtest`: the per-pixel median of its frames decoded
-/// at `fps`, as `(width, height, RGB bytes)`.
-pub fn empty_scene(vtest: &Path, fps: u32) -> Result<(u32, u32, Vec<u8>), FootageError> {
+/// Every frame of `vtest` at `fps`.
+fn decode(vtest: &Path, fps: u32) -> Result<Vec<Frame>, FootageError> {
     let source = |source| FootageError::Source {
         path: vtest.to_path_buf(),
         source,
     };
-    let frames: Vec<Frame> = streamer_ingest::frames(
+    streamer_ingest::frames(
         streamer_ingest::open(vtest, Arc::from("vtest"), Fps { num: fps, den: 1 })
             .map_err(source)?,
     )
     .collect::<Result<_, _>>()
-    .map_err(source)?;
+    .map_err(source)
+}
+
+/// The empty scene of `vtest`: the per-pixel median of its frames decoded
+/// at `fps`, as `(width, height, RGB bytes)`.
+pub fn empty_scene(vtest: &Path, fps: u32) -> Result<(u32, u32, Vec<u8>), FootageError> {
+    let frames = decode(vtest, fps)?;
     let Some(first) = frames.first() else {
         return Err(FootageError::TooShort {
             needed_s: 1.0,
