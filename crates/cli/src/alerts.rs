@@ -63,7 +63,13 @@ impl Alerts {
         } else {
             None
         };
-        let runtime = runtime::llm(cache, &args.llm, args.llm_threads, 0)?;
+        let runtime = runtime::llm(
+            cache,
+            &args.llm,
+            args.llm_threads,
+            0,
+            streamer_reason::RuntimeOptions::default().max_served_wait,
+        )?;
         let backend = runtime.clone().map(|r| r as Arc<dyn ChatBackend>);
         let by = backend
             .as_ref()

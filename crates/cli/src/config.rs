@@ -130,6 +130,14 @@ pub struct HttpSection {
     /// (`/v1/...`, `/api/...`) on the same address.
     #[serde(default)]
     pub serve_models: bool,
+    /// How long a served request gives way to camera work before it gets
+    /// 503 with Retry-After (camera work always goes first).
+    #[serde(default = "default_served_wait_s")]
+    pub served_wait_s: f64,
+}
+
+fn default_served_wait_s() -> f64 {
+    30.0
 }
 
 impl Default for HttpSection {
@@ -137,6 +145,7 @@ impl Default for HttpSection {
         Self {
             listen: default_listen(),
             serve_models: false,
+            served_wait_s: default_served_wait_s(),
         }
     }
 }
@@ -275,6 +284,14 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded,
             None
         }
     };
+    if !(config.http.served_wait_s.is_finite()
+        && (1.0..=3600.0).contains(&config.http.served_wait_s))
+    {
+        problems.push(format!(
+            "http.served_wait_s: {} is out of range; use 1 to 3600 seconds (30 is the default)",
+            config.http.served_wait_s
+        ));
+    }
     let zone = match &config.timezone {
         None => Zone::System,
         Some(name) => Zone::named(name).unwrap_or_else(|| {

@@ -61,7 +61,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // slots of its own for HTTP clients when the endpoints are on.
     let served_slots = if serve_models { SERVED_SLOTS } else { 0 };
     let shared_llm = if loaded.alerts_config().is_some() || serve_models {
-        runtime::llm(&cache, &m.llm, m.llm_threads, served_slots)?
+        runtime::llm(
+            &cache,
+            &m.llm,
+            m.llm_threads,
+            served_slots,
+            Duration::from_secs_f64(loaded.config.http.served_wait_s),
+        )?
     } else {
         None
     };

@@ -64,6 +64,7 @@ pub fn llm(
     name: &str,
     threads: usize,
     served_slots: usize,
+    max_served_wait: std::time::Duration,
 ) -> Result<Option<std::sync::Arc<streamer_reason::LlmRuntime>>> {
     if name == "none" {
         return Ok(None);
@@ -81,6 +82,7 @@ pub fn llm(
                 context: 2048,
                 threads: Some(threads),
                 served_slots,
+                max_served_wait,
                 ..streamer_reason::RuntimeOptions::default()
             },
         )?,

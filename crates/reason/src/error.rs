@@ -46,6 +46,9 @@ pub enum ReasonError {
     #[error("the model is busy: {waiting} served requests are already waiting or running; retry shortly")]
     Busy { waiting: usize },
 
+    #[error("the cameras kept the model busy for {waited_s} s; retry later")]
+    CamerasBusy { waited_s: u64 },
+
     #[error("the request was cancelled")]
     Cancelled,
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select_biased, unbounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{
+    bounded, select_biased, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError,
+};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -193,6 +195,11 @@ pub struct RuntimeOptions {
     /// Served requests waiting or running at most; more are refused with
     /// [`ReasonError::Busy`].
     pub max_served: usize,
+    /// How long a served request gives way to camera work, queued and
+    /// paused together, before it gives up with
+    /// [`ReasonError::CamerasBusy`] (a 503 for its client) instead of
+    /// waiting on a model the cameras keep busy.
+    pub max_served_wait: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -205,6 +212,7 @@ impl Default for RuntimeOptions {
             camera_slots: 1,
             served_slots: 0,
             max_served: 4,
+            max_served_wait: Duration::from_secs(30),
         }
     }
 }
@@ -213,6 +221,7 @@ enum Job {
     Generate {
         request: GenerateRequest,
         events: Sender<Event>,
+        queued_at: Instant,
     },
     Render {
         messages: Vec<ChatMessage>,
@@ -224,6 +233,8 @@ enum Job {
 }
 
 enum Event {
+    /// The worker took the request (served requests only).
+    Started,
     Text(String),
     Done(Result<Completion, ReasonError>),
 }
@@ -236,6 +247,7 @@ pub struct LlmRuntime {
     /// Served requests queued or running.
     served: Arc<AtomicUsize>,
     max_served: usize,
+    max_served_wait: Duration,
     closed: Arc<AtomicBool>,
     worker: Option<JoinHandle<()>>,
     info: ModelInfo,
@@ -252,6 +264,7 @@ impl LlmRuntime {
         let closed = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicUsize::new(0));
         let max_served = options.max_served.max(1);
+        let max_served_wait = options.max_served_wait;
         let queues = Queues {
             camera: camera_rx,
             served: served_rx,
@@ -267,6 +280,7 @@ impl LlmRuntime {
             served_jobs: Some(served_tx),
             served,
             max_served,
+            max_served_wait,
             closed,
             worker: Some(worker),
             info,
@@ -295,13 +309,23 @@ impl LlmRuntime {
     /// Generates a reply, calling `on_text` with each piece as it arrives.
     pub fn generate(
         &self,
-        request: GenerateRequest,
+        mut request: GenerateRequest,
         mut on_text: impl FnMut(&str),
     ) -> Result<Completion, ReasonError> {
         let (events, rx) = unbounded();
         let lane = request.lane;
+        let queued_at = Instant::now();
+        // A served request that waits too long behind camera work is
+        // cancelled, so the worker drops it when it comes to it.
+        let cancel = (lane == Lane::Served)
+            .then(|| request.cancel.get_or_insert_with(CancelToken::new).clone());
+        let job = Job::Generate {
+            request,
+            events,
+            queued_at,
+        };
         match lane {
-            Lane::Camera => self.send(Job::Generate { request, events })?,
+            Lane::Camera => self.send(job)?,
             Lane::Served => {
                 let before = self.served.fetch_add(1, Ordering::SeqCst);
                 if before >= self.max_served {
@@ -312,10 +336,7 @@ impl LlmRuntime {
                     .served_jobs
                     .as_ref()
                     .ok_or(ReasonError::WorkerGone)
-                    .and_then(|q| {
-                        q.send(Job::Generate { request, events })
-                            .map_err(|_| ReasonError::WorkerGone)
-                    });
+                    .and_then(|q| q.send(job).map_err(|_| ReasonError::WorkerGone));
                 if let Err(e) = sent {
                     self.served.fetch_sub(1, Ordering::SeqCst);
                     return Err(e);
@@ -325,8 +346,25 @@ impl LlmRuntime {
         // A served request counts against the bound until its caller has
         // the answer.
         let _slot = (lane == Lane::Served).then(|| ServedSlot(&self.served));
+        if let Some(cancel) = cancel {
+            // Until the worker takes it, the request waits at most
+            // `max_served_wait`; once taken, the worker keeps count.
+            match rx.recv_timeout(self.max_served_wait) {
+                Ok(Event::Started) => {}
+                Ok(Event::Text(t)) => on_text(&t),
+                Ok(Event::Done(result)) => return result,
+                Err(RecvTimeoutError::Timeout) => {
+                    cancel.cancel();
+                    return Err(ReasonError::CamerasBusy {
+                        waited_s: self.max_served_wait.as_secs(),
+                    });
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(ReasonError::WorkerGone),
+            }
+        }
         for event in rx {
             match event {
+                Event::Started => {}
                 Event::Text(t) => on_text(&t),
                 Event::Done(result) => return result,
             }
@@ -543,6 +581,8 @@ fn worker(
         slots,
         calls: 0,
         closed,
+        max_served_wait: options.max_served_wait,
+        patience: Patience::new(options.max_served_wait),
     };
     while let Some((job, lane)) = queues.next() {
         session.run(&mut ctx, job, lane, Some(&queues));
@@ -608,6 +648,38 @@ struct Session<'m> {
     calls: u64,
     /// Set by [`LlmRuntime::close`].
     closed: Arc<AtomicBool>,
+    max_served_wait: Duration,
+    /// How long the served request being generated has given way so far.
+    patience: Patience,
+}
+
+/// How long a served request has given way to camera work (queued, then
+/// paused between its tokens) against how long it may.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Patience {
+    limit: Duration,
+    waited: Duration,
+}
+
+impl Patience {
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Counts `waited` more; past the limit the request gives up.
+    fn wait(&mut self, waited: Duration) -> Result<(), ReasonError> {
+        self.waited += waited;
+        if self.waited > self.limit {
+            Err(ReasonError::CamerasBusy {
+                waited_s: self.waited.as_secs(),
+            })
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Session<'_> {
@@ -631,16 +703,33 @@ impl Session<'_> {
                 }
                 let _ = done.send(());
             }
-            Job::Generate { request, events } => {
+            Job::Generate {
+                request,
+                events,
+                queued_at,
+            } => {
                 let interrupts = queues.filter(|_| lane == Lane::Served);
-                let slot = self.pick_slot(lane, &request);
-                let result = self.generate(ctx, slot, &request, &events, interrupts);
-                if result.is_err() {
-                    // Unknown KV state after a failure: start this slot clean.
-                    let seq = self.slots[slot].seq as u32;
-                    let _ = ctx.clear_kv_cache_seq(Some(seq), None, None);
-                    self.slots[slot].cached.clear();
-                }
+                let result = if lane == Lane::Served {
+                    let _ = events.send(Event::Started);
+                    // Camera work is not counted against a served request
+                    // paused inside it: only the outer, served call waits.
+                    self.patience = Patience::new(self.max_served_wait);
+                    self.patience.wait(queued_at.elapsed())
+                } else {
+                    Ok(())
+                };
+                let result = result.and_then(|()| {
+                    let slot = self.pick_slot(lane, &request);
+                    let result = self.generate(ctx, slot, &request, &events, interrupts);
+                    if result.is_err() {
+                        // Unknown KV state after a failure: start this slot
+                        // clean.
+                        let seq = self.slots[slot].seq as u32;
+                        let _ = ctx.clear_kv_cache_seq(Some(seq), None, None);
+                        self.slots[slot].cached.clear();
+                    }
+                    result
+                });
                 let _ = events.send(Event::Done(result));
             }
         }
@@ -682,14 +771,24 @@ impl Session<'_> {
             .unwrap_or(0)
     }
 
-    /// Runs camera work that arrived while a served request generates.
-    fn take_interrupts(&mut self, ctx: &mut LlamaContext<'_>, queues: Option<&Queues>) {
+    /// Runs camera work that arrived while a served request generates,
+    /// counting the pause against the served request's patience: once it
+    /// has given way for `max_served_wait`, it stops with
+    /// [`ReasonError::CamerasBusy`] and the camera work goes on without it.
+    fn take_interrupts(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        queues: Option<&Queues>,
+    ) -> Result<(), ReasonError> {
         let Some(queues) = queues else {
-            return;
+            return Ok(());
         };
         while let Ok(job) = queues.camera.try_recv() {
+            let paused = Instant::now();
             self.run(ctx, job, Lane::Camera, None);
+            self.patience.wait(paused.elapsed())?;
         }
+        Ok(())
     }
 
     fn render(&self, messages: &[ChatMessage]) -> Result<String, ReasonError> {
@@ -772,7 +871,7 @@ impl Session<'_> {
             }
             // Camera work waiting goes first; this sequence's KV stays put
             // and the next decode gives it back its own logits.
-            self.take_interrupts(ctx, interrupts);
+            self.take_interrupts(ctx, interrupts)?;
             self.batch.clear();
             self.batch
                 .add(token, n_past as i32, &[seq], true)
@@ -856,7 +955,7 @@ impl Session<'_> {
         let last = tokens.len() - 1;
         for (chunk_index, chunk) in tokens[shared..].chunks(self.batch_size).enumerate() {
             self.check(request)?;
-            self.take_interrupts(ctx, interrupts);
+            self.take_interrupts(ctx, interrupts)?;
             self.batch.clear();
             for (i, &token) in chunk.iter().enumerate() {
                 let pos = shared + chunk_index * self.batch_size + i;
@@ -995,5 +1094,25 @@ fn bitmap(vision: &MtmdContext, image: &ImageInput) -> Result<MtmdBitmap, Reason
         ImageInput::Encoded(bytes) => {
             MtmdBitmap::from_buffer(vision, bytes, false).map_err(|e| bad(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patience_runs_out_only_past_the_limit_counting_every_wait() {
+        let mut p = Patience::new(Duration::from_secs(10));
+        assert!(p.wait(Duration::from_secs(4)).is_ok());
+        assert!(p.wait(Duration::from_secs(6)).is_ok(), "exactly the limit");
+        let over = p.wait(Duration::from_millis(1));
+        assert!(
+            matches!(over, Err(ReasonError::CamerasBusy { waited_s: 10 })),
+            "{over:?}"
+        );
+        let mut fresh = Patience::new(Duration::ZERO);
+        assert!(fresh.wait(Duration::ZERO).is_ok());
+        assert!(fresh.wait(Duration::from_nanos(1)).is_err());
     }
 }

@@ -15,6 +15,10 @@ use streamer_reason::{
 };
 
 fn runtime(max_served: usize) -> Arc<LlmRuntime> {
+    runtime_waiting(max_served, RuntimeOptions::default().max_served_wait)
+}
+
+fn runtime_waiting(max_served: usize, max_served_wait: Duration) -> Arc<LlmRuntime> {
     let path = ModelCache::from_env()
         .require("smollm2-135m")
         .unwrap_or_else(|e| panic!("{e}\n(run `make models` to fill the cache)"));
@@ -28,6 +32,7 @@ fn runtime(max_served: usize) -> Arc<LlmRuntime> {
                 camera_slots: 1,
                 served_slots: 1,
                 max_served,
+                max_served_wait,
                 ..RuntimeOptions::default()
             },
         )
@@ -188,4 +193,45 @@ fn chat_between_two_triage_calls_keeps_the_triage_prefix_warm() {
         second.timing.reused_tokens,
         second.timing.prompt_tokens
     );
+}
+
+#[test]
+fn a_served_request_behind_camera_work_that_never_ends_gives_up_and_the_next_one_is_answered() {
+    let rt = runtime_waiting(4, Duration::from_secs(2));
+    // Two threads keep camera work queued without a gap: while one's call
+    // runs, the other's waits.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cameras: Vec<_> = (0..2)
+        .map(|_| {
+            let rt = Arc::clone(&rt);
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut calls = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    rt.generate(request(Lane::Camera, LONG, 60), |_| {})
+                        .unwrap();
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+    let waited = Instant::now();
+    let refused = rt.generate(request(Lane::Served, LONG, 400), |_| {});
+    let waited = waited.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let camera_calls: usize = cameras.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(
+        matches!(refused, Err(ReasonError::CamerasBusy { waited_s }) if waited_s >= 2),
+        "{refused:?}"
+    );
+    assert!(waited >= Duration::from_secs(2), "gave up after {waited:?}");
+    assert!(camera_calls >= 1);
+    // Its place is given back, and with the cameras quiet the next served
+    // request is answered.
+    assert_eq!(rt.served_load().0, 0);
+    let answered = rt
+        .generate(request(Lane::Served, "hello", 4), |_| {})
+        .unwrap();
+    assert!(answered.timing.completion_tokens >= 1);
 }

@@ -108,6 +108,16 @@ impl From<ReasonError> for ApiError {
                     e.to_string(),
                 )
             },
+            // The cameras have had the model to themselves for a while:
+            // come back later than for a full queue.
+            ReasonError::CamerasBusy { .. } => Self {
+                retry_after_s: Some(15),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_busy",
+                    e.to_string(),
+                )
+            },
             ReasonError::Closed | ReasonError::WorkerGone => Self {
                 retry_after_s: Some(5),
                 ..Self::new(
