@@ -185,7 +185,7 @@ impl Alerts {
         // Model calls that missed their deadline may still be running on
         // detached threads: end them before the process exits.
         if let Some(runtime) = self.runtime {
-            runtime.close();
+            runtime.close_and_wait(Duration::from_secs(10));
             let deadline = Instant::now() + Duration::from_secs(10);
             while Arc::strong_count(&runtime) > 1 && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(20));

@@ -175,14 +175,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             }
         };
         if let Some(llm) = llm {
-            llm.close();
+            llm.close_and_wait(SHUTDOWN_BOUND);
         }
         eprintln!("stopped: {left} alert message(s) left in the outbox for the next start");
     } else {
         eprintln!("stopped");
     }
+    // Served requests and late stage twos may hold the model on other
+    // threads: the worker must be out of llama.cpp before the process
+    // exits, or its teardown crashes under it.
     if let Some(llm) = shared_llm {
-        llm.close();
+        if !llm.close_and_wait(SHUTDOWN_BOUND) {
+            tracing::warn!("the model worker did not stop within the shutdown bound");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

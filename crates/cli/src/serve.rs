@@ -135,7 +135,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("stopping");
-    runtime.close();
+    runtime.close_and_wait(Duration::from_secs(10));
     drop(http);
     Ok(ExitCode::SUCCESS)
 }

@@ -425,6 +425,22 @@ impl LlmRuntime {
         self.closed.store(true, Ordering::SeqCst);
     }
 
+    /// Closes the runtime (see [`LlmRuntime::close`]) and waits, at most
+    /// `bound`, until the worker has let go of the running request, so the
+    /// process can exit without the worker still inside llama.cpp (callers
+    /// on other threads may keep the runtime alive past `main`). Whether
+    /// the worker went idle in time.
+    pub fn close_and_wait(&self, bound: Duration) -> bool {
+        self.close();
+        let (done, rx) = bounded(1);
+        // Jobs behind the running one fail at once once closed, so this
+        // marker comes up as soon as the running request has stopped.
+        if self.send(Job::Forget { done }).is_err() {
+            return true;
+        }
+        rx.recv_timeout(bound).is_ok()
+    }
+
     /// Drops the kept KV cache, so the next call prefills its whole prompt
     /// (for measuring cold starts).
     pub fn forget(&self) -> Result<(), ReasonError> {

@@ -235,3 +235,16 @@ fn a_served_request_behind_camera_work_that_never_ends_gives_up_and_the_next_one
         .unwrap();
     assert!(answered.timing.completion_tokens >= 1);
 }
+
+#[test]
+fn close_and_wait_returns_once_the_running_request_has_stopped() {
+    let rt = runtime(4);
+    let (started, running) = served_in_background(&rt, request(Lane::Served, LONG, 100_000));
+    started.recv_timeout(Duration::from_secs(300)).unwrap();
+    assert!(rt.close_and_wait(Duration::from_secs(120)));
+    // The worker let go: the request ended with Closed, not by running on.
+    let (result, _) = running.join().unwrap();
+    assert!(matches!(result, Err(ReasonError::Closed)), "{result:?}");
+    let after = rt.generate(request(Lane::Camera, "hello", 2), |_| {});
+    assert!(matches!(after, Err(ReasonError::Closed)), "{after:?}");
+}
