@@ -68,6 +68,23 @@ pub struct IdentityConfig {
     /// go into the index. 0 embeds every box of every frame.
     #[serde(default = "default_reembed_after_ms")]
     pub reembed_after_ms: u64,
+    /// Detector confidence at or above which a box is associated first and
+    /// may start a visit. Boxes below it (a person half hidden, blurred)
+    /// only continue an existing track, by box overlap, in a second pass;
+    /// alone they start nothing, as in ByteTrack.
+    #[serde(default = "default_track_high_score")]
+    pub track_high_score: f32,
+    /// A track's appearance is the mean of its best this many crops (by
+    /// snapshot quality: large, sharp, not cut by the frame's edge), and
+    /// that descriptor is what the index stores for cross-camera and return
+    /// matching. 1 stores every fresh embedding on its own.
+    #[serde(default = "default_track_descriptor_crops")]
+    pub track_descriptor_crops: usize,
+    /// A new sighting this similar to a track seen at the same moment on
+    /// another camera is that person (the same scene from two cameras, or
+    /// one stream configured twice), whatever the index says.
+    #[serde(default = "default_identical_similarity")]
+    pub identical_similarity: f32,
 }
 
 impl Default for IdentityConfig {
@@ -86,6 +103,9 @@ impl Default for IdentityConfig {
             tracker_min_similarity: default_tracker_min_similarity(),
             snapshot_update_gain: default_snapshot_update_gain(),
             reembed_after_ms: default_reembed_after_ms(),
+            track_high_score: default_track_high_score(),
+            track_descriptor_crops: default_track_descriptor_crops(),
+            identical_similarity: default_identical_similarity(),
         }
     }
 }
@@ -144,6 +164,21 @@ impl IdentityConfig {
             "must be positive",
         );
         check(
+            (0.0..=1.0).contains(&self.track_high_score),
+            "track_high_score",
+            "must be a detector confidence in [0, 1]",
+        );
+        check(
+            (1..=64).contains(&self.track_descriptor_crops),
+            "track_descriptor_crops",
+            "must be between 1 and 64",
+        );
+        check(
+            unit(self.identical_similarity),
+            "identical_similarity",
+            "must be a cosine similarity in [-1, 1]",
+        );
+        check(
             self.snapshot_update_gain >= 1.0,
             "snapshot_update_gain",
             "must be at least 1",
@@ -194,6 +229,15 @@ fn default_snapshot_update_gain() -> f32 {
 }
 fn default_reembed_after_ms() -> u64 {
     1000
+}
+fn default_track_high_score() -> f32 {
+    0.5
+}
+fn default_track_descriptor_crops() -> usize {
+    4
+}
+fn default_identical_similarity() -> f32 {
+    0.95
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub struct Sighting {
     pub embedding: Vec<f32>,
     /// Snapshot quality (higher is better); see [`snapshot_quality`].
     pub quality: f32,
+    /// The detector's confidence (1 when unknown). Boxes below
+    /// `track_high_score` only continue tracks; they start nothing.
+    pub score: f32,
     /// The embedding is the continued track's, handed out by
     /// [`VisitTracker::reusable_embeddings`], not measured on this box: it
     /// is not stored in the index again.
@@ -44,6 +47,7 @@ impl Sighting {
             quality: bbox.area(),
             bbox,
             embedding,
+            score: 1.0,
             embedding_reused: false,
         }
     }
@@ -57,8 +61,15 @@ impl Sighting {
             quality: snapshot_quality(frame, &bbox),
             bbox,
             embedding,
+            score: 1.0,
             embedding_reused: false,
         }
+    }
+
+    /// The detector's confidence in the box.
+    pub fn with_score(mut self, score: f32) -> Self {
+        self.score = score;
+        self
     }
 
     /// Marks the embedding as the continued track's (see
@@ -81,11 +92,13 @@ pub struct Assignment {
     pub joined_by: JoinedBy,
 }
 
-/// What one frame's sightings did: one assignment per sighting, in order,
-/// and the events to publish (ends of stale visits first).
+/// What one frame's sightings did: one assignment per sighting, in order
+/// (`None` for a low-confidence box that continued no track: it is
+/// dropped, as ByteTrack drops them), and the events to publish (ends of
+/// stale visits first).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
-    pub assignments: Vec<Assignment>,
+    pub assignments: Vec<Option<Assignment>>,
     pub events: Vec<VisitEvent>,
 }
 
@@ -200,7 +213,7 @@ impl VisitTracker {
                 embedding: s.embedding.clone(),
                 embedded_ms,
             });
-            assignments.push(a);
+            assignments.push(Some(a));
         }
         // Tracks not continued this frame stay for `tracker_max_gap_ms`, so a
         // person missed by the detector for a frame is picked up again.
@@ -555,7 +568,7 @@ mod tests {
                 time,
                 &[(10.0 + 2.0 * frame as f32, alice.clone())],
             );
-            assert_eq!(observed.assignments[0].visit_id, VisitId(1));
+            assert_eq!(observed.assignments[0].unwrap().visit_id, VisitId(1));
             if reused == 0 {
                 embedded_at.push(time);
             }
@@ -611,7 +624,7 @@ mod tests {
         let again = t
             .observe(&[at("garden", 32_000, 10.0, unit(DIM, 2))])
             .unwrap();
-        assert_eq!(again.assignments[0].visit_id, VisitId(2));
+        assert_eq!(again.assignments[0].unwrap().visit_id, VisitId(2));
     }
 
     #[test]
@@ -621,8 +634,11 @@ mod tests {
         let first = t.observe(&[at("front", 0, 10.0, alice.clone())]).unwrap();
         assert_eq!(kinds(&first.events), [(EventKind::New, "v-000001".into())]);
         let other = t.observe(&[at("garden", 5_000, 300.0, alice)]).unwrap();
-        assert_eq!(other.assignments[0].visit_id, VisitId(1));
-        assert_eq!(other.assignments[0].joined_by, JoinedBy::Appearance);
+        assert_eq!(other.assignments[0].unwrap().visit_id, VisitId(1));
+        assert_eq!(
+            other.assignments[0].unwrap().joined_by,
+            JoinedBy::Appearance
+        );
         let e = &other.events[0];
         assert_eq!(
             (e.kind, e.reason),
@@ -666,12 +682,21 @@ mod tests {
                 at("front", 0, 500.0, twin.clone()),
             ])
             .unwrap();
-        assert_ne!(first.assignments[0].visit_id, first.assignments[1].visit_id);
+        assert_ne!(
+            first.assignments[0].unwrap().visit_id,
+            first.assignments[1].unwrap().visit_id
+        );
         let next = t
             .observe(&[at("garden", 1000, 0.0, twin), at("garden", 1000, 500.0, a)])
             .unwrap();
-        assert_ne!(next.assignments[0].visit_id, next.assignments[1].visit_id);
-        assert_eq!(next.assignments[1].visit_id, first.assignments[0].visit_id);
+        assert_ne!(
+            next.assignments[0].unwrap().visit_id,
+            next.assignments[1].unwrap().visit_id
+        );
+        assert_eq!(
+            next.assignments[1].unwrap().visit_id,
+            first.assignments[0].unwrap().visit_id
+        );
     }
 
     #[test]
@@ -684,8 +709,8 @@ mod tests {
         assert!(sim < 0.8 && sim > 0.5, "{sim}");
         t.observe(&[at("front", 0, 10.0, a)]).unwrap();
         let next = t.observe(&[at("front", 500, 15.0, turned)]).unwrap();
-        assert_eq!(next.assignments[0].visit_id, VisitId(1));
-        assert_eq!(next.assignments[0].joined_by, JoinedBy::Track);
+        assert_eq!(next.assignments[0].unwrap().visit_id, VisitId(1));
+        assert_eq!(next.assignments[0].unwrap().joined_by, JoinedBy::Track);
         assert!(next.events.is_empty(), "{:?}", next.events);
     }
 
@@ -712,8 +737,8 @@ mod tests {
         let a = unit(DIM, 1);
         t.observe(&[at("front", 0, 10.0, a.clone())]).unwrap();
         let back = t.observe(&[at("garden", 35_000, 10.0, a)]).unwrap();
-        assert_eq!(back.assignments[0].joined_by, JoinedBy::New);
-        assert_eq!(back.assignments[0].visit_id, VisitId(2));
+        assert_eq!(back.assignments[0].unwrap().joined_by, JoinedBy::New);
+        assert_eq!(back.assignments[0].unwrap().visit_id, VisitId(2));
     }
 
     #[test]

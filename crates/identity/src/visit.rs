@@ -151,4 +151,6 @@ pub struct IdentitySummary {
     /// Sightings that reused their track's embedding instead of a new one
     /// ([`VisitTracker::reusable_embeddings`](crate::VisitTracker::reusable_embeddings)).
     pub embeddings_reused: u64,
+    /// Low-confidence boxes that continued no track and were dropped.
+    pub low_score_dropped: u64,
 }

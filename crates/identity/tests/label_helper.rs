@@ -1,6 +1,8 @@
 //! Not a test: `cargo test -p streamer-identity --test label_helper -- --ignored`
 //! writes full-frame person tracks of vtest.avi and crop strips to
 //! /tmp/identity-label, to label ground truth by looking at them.
+//! `LABEL_FROM_S` and `LABEL_TO_S` pick the stretch (default 0 to 30 s,
+//! the tuning set; the held-out set is 45 to 75 s).
 
 use std::sync::Arc;
 
@@ -9,7 +11,15 @@ use streamer_core::BBox;
 use streamer_models::ModelCache;
 use streamer_vision::{Detector, OrtRuntime};
 
-const LABEL_SECONDS: u64 = 30;
+fn seconds(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{var}: not whole seconds"))
+        })
+        .unwrap_or(default)
+}
 
 #[test]
 #[ignore]
@@ -33,9 +43,16 @@ fn dump_tracks_for_labelling() {
     let mut last: Vec<(usize, BBox, u64)> = Vec::new();
     let mut crops: Vec<Vec<RgbImage>> = Vec::new();
     let mut lines = String::new();
+    let (from_ms, to_ms) = (
+        seconds("LABEL_FROM_S", 0) * 1000,
+        seconds("LABEL_TO_S", 30) * 1000,
+    );
     while let Ok(frame) = src.next_frame() {
         let t = frame.pts_ms();
-        if t >= LABEL_SECONDS * 1000 {
+        if t < from_ms {
+            continue;
+        }
+        if t >= to_ms {
             break;
         }
         let img = RgbImage::from_raw(frame.width, frame.height, frame.rgb.clone()).unwrap();
@@ -115,16 +132,21 @@ fn dump_tracks_for_labelling() {
         }
         sheet.save(out.join(format!("sheet-{page}.png"))).unwrap();
     }
+    let mut rows = String::new();
     for (row, &id) in ids.iter().enumerate() {
-        eprintln!(
-            "row {row}: track {id}: {} sightings, {}..{} ms, first {:?} last {:?}",
+        rows.push_str(&format!(
+            "sheet {} row {}: track {id}: {} sightings, {}..{} ms, first {:?} last {:?}\n",
+            row / 6,
+            row % 6,
             tracks[id].len(),
             tracks[id][0].0,
             tracks[id].last().unwrap().0,
             tracks[id][0].1,
             tracks[id].last().unwrap().1
-        );
+        ));
     }
+    eprint!("{rows}");
+    std::fs::write(out.join("rows.txt"), rows).unwrap();
 }
 
 fn draw_rect(img: &mut RgbImage, b: &BBox, id: usize) {

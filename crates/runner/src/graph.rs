@@ -182,12 +182,12 @@ impl StageGraph {
             timings,
             ..FrameOutcome::default()
         };
-        let boxes: Vec<_> = outcome
+        let (boxes, scores): (Vec<_>, Vec<_>) = outcome
             .detections
             .iter()
             .filter(|d| d.is_person())
-            .map(|d| d.bbox)
-            .collect();
+            .map(|d| (d.bbox, d.score))
+            .unzip();
         if !boxes.is_empty() {
             self.last_person
                 .insert(frame.camera.to_string(), frame.pts_ms());
@@ -223,7 +223,7 @@ impl StageGraph {
             outcome.embedded = to_embed.len();
             outcome.embeddings_reused = boxes.len() - to_embed.len();
             let mut sightings = Vec::with_capacity(boxes.len());
-            for (b, reused) in boxes.into_iter().zip(reuse) {
+            for ((b, reused), score) in boxes.into_iter().zip(reuse).zip(scores) {
                 let sighting = match reused {
                     Some(e) => Sighting::from_frame(frame, b, e).with_reused_embedding(),
                     None => {
@@ -235,7 +235,7 @@ impl StageGraph {
                         Sighting::from_frame(frame, b, e)
                     }
                 };
-                sightings.push(sighting);
+                sightings.push(sighting.with_score(score));
             }
             identity
                 .tracker
