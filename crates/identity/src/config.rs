@@ -12,8 +12,9 @@ use crate::IdentityError;
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// Cosine similarity (dot product of unit vectors) at or above which a
-    /// sighting joins an open visit. Tuned on `fixtures/identity/` for the
-    /// embedded MobileNetV2 embedder with its calibrated centring (same
+    /// sighting joins an open visit. Tuned on the tuning set
+    /// `fixtures/identity/vtest-two-cameras.json` (never on the held-out
+    /// set) for the embedded MobileNetV2 embedder with its calibrated centring (same
     /// person: median 0.34, different people: median 0.07); a re-ID model
     /// needs its own value.
     #[serde(default = "default_similarity_threshold")]
@@ -45,16 +46,21 @@ pub struct IdentityConfig {
     /// 0.997 at 100 000 stored 1280-d vectors; see the index bench).
     #[serde(default = "default_hnsw_ef_search")]
     pub hnsw_ef_search: usize,
-    /// Box overlap (IoU) at or above which a sighting continues a track of
-    /// the same camera from its previous frame.
+    /// Box overlap (IoU) with where a track's motion model (a Kalman
+    /// filter) puts it now, at or above which a sighting may continue that
+    /// track of the same camera.
     #[serde(default = "default_tracker_iou")]
     pub tracker_iou: f32,
-    /// A track is continued only if its last sighting is at most this old.
+    /// A track is continued only if its last sighting is at most this old:
+    /// how long it survives missed detections and short occlusions (the
+    /// `max_age` of SORT-family trackers, here in ms: 10 frames at 5 fps).
     #[serde(default = "default_tracker_max_gap_ms")]
     pub tracker_max_gap_ms: u64,
-    /// Even with overlapping boxes, a sighting continues a track only if it
-    /// looks at least this similar to the track's last sighting (two people
-    /// crossing swap boxes, not identities).
+    /// Even with overlapping boxes, a confident sighting continues a track
+    /// only if it looks at least this similar to the track's last sighting.
+    /// Motion decides; appearance vetoes only clear mismatches (the
+    /// embedder's same-person similarity is often low) and breaks near-ties
+    /// between overlapping candidates.
     #[serde(default = "default_tracker_min_similarity")]
     pub tracker_min_similarity: f32,
     /// A new best snapshot is announced (an `update` event) only when its
@@ -192,7 +198,7 @@ impl IdentityConfig {
 }
 
 fn default_similarity_threshold() -> f32 {
-    0.35
+    0.4
 }
 fn default_window_ms() -> u64 {
     10 * 60 * 1000
@@ -216,13 +222,13 @@ fn default_hnsw_ef_search() -> usize {
     32
 }
 fn default_tracker_iou() -> f32 {
-    0.3
+    0.2
 }
 fn default_tracker_max_gap_ms() -> u64 {
     2000
 }
 fn default_tracker_min_similarity() -> f32 {
-    0.5
+    0.0
 }
 fn default_snapshot_update_gain() -> f32 {
     1.5

@@ -37,6 +37,7 @@ mod distance;
 mod error;
 mod graph;
 mod index;
+mod kalman;
 mod quality;
 #[cfg(test)]
 mod testutil;
@@ -47,6 +48,7 @@ pub use config::IdentityConfig;
 pub use distance::{dot, CosineDistance};
 pub use error::IdentityError;
 pub use index::{HnswParams, IdentityIndex, IndexEntry, Neighbour};
+pub use kalman::{BoxFilter, MotionNoise};
 pub use quality::snapshot_quality;
 pub use tracker::{Assignment, Observed, Sighting, VisitTracker};
 pub use visit::{

@@ -13,6 +13,7 @@ use streamer_core::{BBox, Frame};
 
 use crate::distance::dot;
 use crate::index::{HnswParams, IdentityIndex, IndexEntry};
+use crate::kalman::{BoxFilter, MotionNoise};
 use crate::visit::{
     EventKind, IdentitySummary, JoinedBy, SightingRecord, Snapshot, UpdateReason, Visit,
     VisitEvent, VisitId,
@@ -84,6 +85,13 @@ impl Sighting {
 /// track at least this well (a person walking at 5 fps stays well above).
 const REUSE_MIN_IOU: f32 = 0.5;
 
+/// In same-camera association, how much appearance similarity adds to box
+/// overlap when ranking pairs: motion decides, appearance breaks near-ties.
+const APPEARANCE_WEIGHT: f32 = 0.3;
+
+/// Sightings on two cameras at most this far apart are the same instant.
+const SIMULTANEOUS_MS: u64 = 50;
+
 /// The visit one sighting was attached to.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Assignment {
@@ -102,14 +110,69 @@ pub struct Observed {
     pub events: Vec<VisitEvent>,
 }
 
+/// One person followed on one camera: where their box is going, what
+/// they looked like last, and what they look like over their best crops.
 struct Track {
     visit: VisitId,
-    bbox: BBox,
     time_ms: u64,
+    motion: BoxFilter,
+    /// The last measured embedding (for continuity and reuse).
     embedding: Vec<f32>,
     /// When `embedding` was measured (earlier than `time_ms` while it is
     /// being reused).
     embedded_ms: u64,
+    appearance: Appearance,
+}
+
+impl Track {
+    /// Whether the track may take a box at `now`: seen before, recently.
+    fn alive_at(&self, now: u64, max_gap: u64) -> bool {
+        self.time_ms < now && self.time_ms.saturating_add(max_gap) >= now
+    }
+}
+
+/// A track's appearance: its best crops' embeddings by snapshot quality,
+/// averaged into one descriptor.
+#[derive(Clone, Debug, Default)]
+struct Appearance {
+    /// `(quality, embedding)`, best first, at most `keep`.
+    best: Vec<(f32, Vec<f32>)>,
+}
+
+impl Appearance {
+    /// Takes a fresh embedding; with `keep == 1` it is the descriptor
+    /// itself, else it joins the best `keep` by quality.
+    fn add(&mut self, quality: f32, embedding: &[f32], keep: usize) {
+        if keep <= 1 {
+            self.best = vec![(quality, embedding.to_vec())];
+            return;
+        }
+        let at = self
+            .best
+            .iter()
+            .position(|(q, _)| quality > *q)
+            .unwrap_or(self.best.len());
+        self.best.insert(at, (quality, embedding.to_vec()));
+        self.best.truncate(keep);
+    }
+
+    /// The L2-normalised mean of the kept embeddings.
+    fn descriptor(&self) -> Vec<f32> {
+        let Some((_, first)) = self.best.first() else {
+            return Vec::new();
+        };
+        let mut sum = vec![0.0f32; first.len()];
+        for (_, e) in &self.best {
+            for (s, v) in sum.iter_mut().zip(e) {
+                *s += v;
+            }
+        }
+        let norm = dot(&sum, &sum).sqrt();
+        if norm > 0.0 {
+            sum.iter_mut().for_each(|v| *v /= norm);
+        }
+        sum
+    }
 }
 
 /// Turns person sightings from any number of cameras into visits.
@@ -121,6 +184,8 @@ pub struct VisitTracker {
     next_id: u64,
     now_ms: u64,
     summary: IdentitySummary,
+    /// Each open visit's last descriptor put in the index, and when.
+    last_indexed: HashMap<VisitId, (u64, Vec<f32>)>,
 }
 
 impl VisitTracker {
@@ -134,6 +199,7 @@ impl VisitTracker {
             next_id: 1,
             now_ms: 0,
             summary: IdentitySummary::default(),
+            last_indexed: HashMap::new(),
         })
     }
 
@@ -170,15 +236,23 @@ impl VisitTracker {
         let mut assigned: Vec<Option<Assignment>> = vec![None; sightings.len()];
         let mut taken: HashSet<VisitId> = HashSet::new();
         self.continue_tracks(&camera, now, sightings, &mut assigned, &mut taken);
+        self.join_simultaneous(&camera, now, sightings, &mut assigned, &mut taken);
         self.match_appearance(now, sightings, &mut assigned, &mut taken)?;
 
         let mut assignments = Vec::with_capacity(sightings.len());
         let mut tracks = Vec::with_capacity(sightings.len());
+        let keep = self.config.track_descriptor_crops;
         for (s, a) in sightings.iter().zip(assigned) {
             let a = match a {
                 Some(a) => {
                     events.extend(self.join(s, a));
                     a
+                }
+                // A doubtful box that continued nothing is not followed.
+                None if s.score < self.config.track_high_score => {
+                    self.summary.low_score_dropped += 1;
+                    assignments.push(None);
+                    continue;
                 }
                 None => {
                     let (a, event) = self.start(s);
@@ -190,28 +264,57 @@ impl VisitTracker {
                 .tracks
                 .get(&camera)
                 .and_then(|ts| ts.iter().find(|t| t.visit == a.visit_id));
-            let embedded_ms = match previous {
-                Some(t) if s.embedding_reused => t.embedded_ms,
-                _ => s.time_ms,
+            let (mut motion, mut appearance, embedded_ms) = match previous {
+                Some(t) => (
+                    t.motion.clone(),
+                    t.appearance.clone(),
+                    if s.embedding_reused {
+                        t.embedded_ms
+                    } else {
+                        s.time_ms
+                    },
+                ),
+                None => (
+                    BoxFilter::new(&s.bbox, s.time_ms, MotionNoise::default()),
+                    Appearance::default(),
+                    s.time_ms,
+                ),
             };
+            if previous.is_some() {
+                motion.update(&s.bbox, s.time_ms);
+            }
             if s.embedding_reused {
                 self.summary.embeddings_reused += 1;
             } else {
-                self.index.insert(
-                    &s.embedding,
-                    IndexEntry {
-                        visit: a.visit_id,
-                        camera: s.camera.clone(),
-                        time_ms: s.time_ms,
-                    },
-                )?;
+                appearance.add(s.quality, &s.embedding, keep);
+                let descriptor = appearance.descriptor();
+                // The same look stored twice at one instant (one scene on
+                // two cameras) would crowd other visits out of a query's
+                // nearest neighbours.
+                let repeat = self.last_indexed.get(&a.visit_id).is_some_and(|(t, d)| {
+                    t.abs_diff(s.time_ms) <= SIMULTANEOUS_MS
+                        && dot(d, &descriptor) >= self.config.identical_similarity
+                });
+                if !repeat {
+                    self.index.insert(
+                        &descriptor,
+                        IndexEntry {
+                            visit: a.visit_id,
+                            camera: s.camera.clone(),
+                            time_ms: s.time_ms,
+                        },
+                    )?;
+                    self.last_indexed
+                        .insert(a.visit_id, (s.time_ms, descriptor));
+                }
             }
             tracks.push(Track {
                 visit: a.visit_id,
-                bbox: s.bbox,
                 time_ms: s.time_ms,
+                motion,
                 embedding: s.embedding.clone(),
                 embedded_ms,
+                appearance,
             });
             assignments.push(Some(a));
         }
@@ -249,22 +352,24 @@ impl VisitTracker {
             return reuse;
         }
         let near = self.config.tracker_iou;
+        let predicted: Vec<BBox> = tracks.iter().map(|t| t.motion.predict(now_ms)).collect();
         for (i, b) in boxes.iter().enumerate() {
-            let mut overlapping = tracks.iter().filter(|t| b.iou(&t.bbox) >= near);
-            let (Some(t), None) = (overlapping.next(), overlapping.next()) else {
+            let mut overlapping = (0..tracks.len()).filter(|&k| b.iou(&predicted[k]) >= near);
+            let (Some(k), None) = (overlapping.next(), overlapping.next()) else {
                 continue;
             };
+            let t = &tracks[k];
             let reusable = t.time_ms < now_ms
                 && now_ms.saturating_sub(t.embedded_ms) < max_age
                 && self.open.contains_key(&t.visit)
-                && b.iou(&t.bbox) >= REUSE_MIN_IOU;
+                && b.iou(&predicted[k]) >= REUSE_MIN_IOU;
             if !reusable {
                 continue;
             }
             let rivals = boxes
                 .iter()
                 .enumerate()
-                .any(|(j, o)| j != i && o.iou(&t.bbox) >= near);
+                .any(|(j, o)| j != i && o.iou(&predicted[k]) >= near);
             if !rivals {
                 reuse[i] = Some(t.embedding.clone());
             }
@@ -312,8 +417,12 @@ impl VisitTracker {
             .collect()
     }
 
-    /// Same-camera continuity: greedy one-to-one matching of sightings to the
-    /// camera's recent tracks by box overlap, best overlap first.
+    /// Same-camera continuity, in two passes as ByteTrack does: confident
+    /// boxes first, matched to where each live track's motion model puts
+    /// it now (box overlap, with appearance as a check: two people crossing
+    /// swap boxes, not identities), then the doubtful boxes to the tracks
+    /// left, by overlap alone. Each pass is greedy one-to-one, best overlap
+    /// first.
     fn continue_tracks(
         &self,
         camera: &str,
@@ -325,32 +434,82 @@ impl VisitTracker {
         let Some(tracks) = self.tracks.get(camera) else {
             return;
         };
-        let mut pairs = Vec::new();
-        for (i, s) in sightings.iter().enumerate() {
-            for (j, t) in tracks.iter().enumerate() {
-                let fresh = t.time_ms < now
-                    && t.time_ms.saturating_add(self.config.tracker_max_gap_ms) >= now;
-                if !fresh || !self.open.contains_key(&t.visit) {
+        let max_gap = self.config.tracker_max_gap_ms;
+        let live: Vec<(&Track, BBox)> = tracks
+            .iter()
+            .filter(|t| t.alive_at(now, max_gap) && self.open.contains_key(&t.visit))
+            .map(|t| (t, t.motion.predict(now)))
+            .collect();
+        let high = self.config.track_high_score;
+        for confident in [true, false] {
+            let mut pairs = Vec::new();
+            for (i, s) in sightings.iter().enumerate() {
+                if assigned[i].is_some() || (s.score >= high) != confident {
                     continue;
                 }
-                let iou = s.bbox.iou(&t.bbox);
-                let similarity = dot(&s.embedding, &t.embedding);
-                if iou >= self.config.tracker_iou
-                    && similarity >= self.config.tracker_min_similarity
-                {
-                    pairs.push((iou, i, j, similarity));
+                for (j, (t, predicted)) in live.iter().enumerate() {
+                    let iou = s.bbox.iou(predicted);
+                    let similarity = dot(&s.embedding, &t.embedding);
+                    let looks_alike =
+                        !confident || similarity >= self.config.tracker_min_similarity;
+                    if iou >= self.config.tracker_iou && looks_alike {
+                        pairs.push((iou + APPEARANCE_WEIGHT * similarity, i, j, similarity));
+                    }
+                }
+            }
+            pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let ranked = pairs
+                .into_iter()
+                .map(|(_, i, j, similarity)| (i, live[j].0.visit, similarity));
+            assign_greedily(ranked, JoinedBy::Track, assigned, taken);
+        }
+    }
+
+    /// A confident new sighting near-identical to a track seen at this
+    /// moment on another camera (an embedding measured on the same instant)
+    /// joins that track's visit: the same scene on two cameras, or one
+    /// stream configured twice.
+    fn join_simultaneous(
+        &self,
+        camera: &str,
+        now: u64,
+        sightings: &[Sighting],
+        assigned: &mut [Option<Assignment>],
+        taken: &mut HashSet<VisitId>,
+    ) {
+        let mut pairs = Vec::new();
+        for (i, s) in sightings.iter().enumerate() {
+            if assigned[i].is_some() || s.score < self.config.track_high_score {
+                continue;
+            }
+            for (other, tracks) in &self.tracks {
+                if other == camera {
+                    continue;
+                }
+                for t in tracks {
+                    let same_instant =
+                        t.embedded_ms == t.time_ms && t.time_ms.abs_diff(now) <= SIMULTANEOUS_MS;
+                    if !same_instant || !self.open.contains_key(&t.visit) {
+                        continue;
+                    }
+                    let similarity = dot(&s.embedding, &t.embedding);
+                    if similarity >= self.config.identical_similarity {
+                        pairs.push((similarity, i, t.visit));
+                    }
                 }
             }
         }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let ranked = pairs
-            .into_iter()
-            .map(|(_, i, j, similarity)| (i, tracks[j].visit, similarity));
-        assign_greedily(ranked, JoinedBy::Track, assigned, taken);
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)));
+        let ranked = pairs.into_iter().map(|(sim, i, visit)| (i, visit, sim));
+        assign_greedily(ranked, JoinedBy::Appearance, assigned, taken);
     }
 
-    /// Appearance matching against open visits seen within the window,
-    /// greedy one-to-one, most similar pair first.
+    /// Appearance matching of the confident sightings left against the
+    /// track descriptors of open visits seen within the window, greedy
+    /// one-to-one, most similar pair first. A visit already given a box of
+    /// this frame is not a candidate, so two people seen at once on one
+    /// camera are never one visit; a visit keeps one track per camera, and
+    /// a sighting that joins it replaces the track it had there.
     fn match_appearance(
         &self,
         now: u64,
@@ -361,7 +520,7 @@ impl VisitTracker {
         let since = now.saturating_sub(self.config.window_ms);
         let mut pairs = Vec::new();
         for (i, s) in sightings.iter().enumerate() {
-            if assigned[i].is_some() {
+            if assigned[i].is_some() || s.score < self.config.track_high_score {
                 continue;
             }
             let hits = self
@@ -450,6 +609,7 @@ impl VisitTracker {
 
     fn end(&mut self, id: VisitId, now: u64) -> VisitEvent {
         let visit = self.open.remove(&id).expect("ending an open visit");
+        self.last_indexed.remove(&id);
         self.summary.visits_ended += 1;
         tracing::debug!(visit = %id, sightings = visit.sightings.len(), "Visit ended");
         VisitEvent::of(&visit, EventKind::End, &visit.last_camera, now, None, None)
@@ -797,5 +957,162 @@ mod tests {
             .observe(&[at("front", 10, 10.0, unit(32, 1))])
             .unwrap_err();
         assert!(matches!(err, IdentityError::Dimension { .. }), "{err}");
+    }
+
+    /// A person's embedding in one frame: their own look with some noise
+    /// (same person about 0.5 apart, like the real embedder's crops).
+    fn look(person: u64, frame: u64) -> Vec<f32> {
+        blend(
+            &unit(DIM, person),
+            &unit(DIM, 1000 + 97 * person + frame),
+            0.5,
+        )
+    }
+
+    fn walker(camera: &str, time_ms: u64, x: f32, person: u64, frame: u64) -> Sighting {
+        at(camera, time_ms, x, look(person, frame))
+    }
+
+    fn visit_of(o: &Observed, i: usize) -> VisitId {
+        o.assignments[i].expect("assigned").visit_id
+    }
+
+    #[test]
+    fn a_walker_hidden_for_a_second_is_picked_up_where_the_motion_model_expects() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        // 5 fps, 100 px/s to the right: the box (40 px wide) moves 20 px a
+        // frame, so after a second hidden it overlaps its last box nowhere.
+        for frame in 0..10u64 {
+            let o = t
+                .observe(&[walker("front", frame * 200, 20.0 * frame as f32, 1, frame)])
+                .unwrap();
+            assert_eq!(visit_of(&o, 0), VisitId(1));
+        }
+        // Frames 10..=14: behind a pillar, nothing detected.
+        for frame in 10..15u64 {
+            assert!(t.tick(frame * 200).is_empty());
+        }
+        // Back at frame 15, 100 px from where it was last seen, and looking
+        // different (turned round): only its motion says who it is.
+        let turned = blend(&unit(DIM, 1), &unit(DIM, 555), 0.75);
+        assert!(dot(&turned, &unit(DIM, 1)) < config().similarity_threshold);
+        let o = t.observe(&[at("front", 3_000, 300.0, turned)]).unwrap();
+        assert_eq!(visit_of(&o, 0), VisitId(1));
+        assert_eq!(o.assignments[0].unwrap().joined_by, JoinedBy::Track);
+        assert_eq!(t.summary().visits_opened, 1);
+    }
+
+    #[test]
+    fn two_people_crossing_keep_their_own_visits() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        // A walks right from x=0, B walks left from x=400, 20 px a frame
+        // each: they meet at frame 10, boxes on top of each other.
+        let (mut a, mut b) = (None, None);
+        for frame in 0..21u64 {
+            let time = frame * 200;
+            let xa = 20.0 * frame as f32;
+            let xb = 400.0 - 20.0 * frame as f32;
+            // The detector lists them in either order.
+            let (first, second) = if frame % 2 == 0 {
+                (
+                    walker("front", time, xa, 1, frame),
+                    walker("front", time, xb, 2, frame),
+                )
+            } else {
+                (
+                    walker("front", time, xb, 2, frame),
+                    walker("front", time, xa, 1, frame),
+                )
+            };
+            let o = t.observe(&[first, second]).unwrap();
+            let (va, vb) = if frame % 2 == 0 {
+                (visit_of(&o, 0), visit_of(&o, 1))
+            } else {
+                (visit_of(&o, 1), visit_of(&o, 0))
+            };
+            assert_eq!(*a.get_or_insert(va), va, "A changed visit at frame {frame}");
+            assert_eq!(*b.get_or_insert(vb), vb, "B changed visit at frame {frame}");
+        }
+        assert_ne!(a, b);
+        assert_eq!(t.summary().visits_opened, 2);
+    }
+
+    #[test]
+    fn a_person_who_stops_and_stands_keeps_one_visit() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let mut frame = 0u64;
+        // Walks for 2 s, then stands at the door for 6 s.
+        for k in 0..10u64 {
+            t.observe(&[walker("front", frame * 200, 20.0 * k as f32, 1, frame)])
+                .unwrap();
+            frame += 1;
+        }
+        for _ in 0..30 {
+            let o = t
+                .observe(&[walker("front", frame * 200, 180.0, 1, frame)])
+                .unwrap();
+            assert_eq!(visit_of(&o, 0), VisitId(1), "frame {frame}");
+            frame += 1;
+        }
+        assert_eq!(t.summary().visits_opened, 1);
+    }
+
+    #[test]
+    fn a_doubtful_box_continues_a_track_but_starts_nothing() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let high = config().track_high_score;
+        // Alone, a low-score box is dropped.
+        let o = t
+            .observe(&[walker("front", 0, 500.0, 9, 0).with_score(high - 0.1)])
+            .unwrap();
+        assert_eq!(o.assignments, [None]);
+        assert!(o.events.is_empty());
+        // A person half hidden keeps their visit through low-score frames.
+        t.observe(&[walker("front", 200, 10.0, 1, 1)]).unwrap();
+        for frame in 2..6u64 {
+            let o = t
+                .observe(&[walker("front", frame * 200, 10.0, 1, frame).with_score(high - 0.2)])
+                .unwrap();
+            // The dropped box took no visit id: this is the first visit.
+            assert_eq!(visit_of(&o, 0), VisitId(1), "frame {frame}");
+        }
+        let s = t.summary();
+        assert_eq!((s.visits_opened, s.low_score_dropped), (1, 1));
+    }
+
+    #[test]
+    fn one_stream_on_two_cameras_opens_exactly_the_visits_of_one() {
+        // Three people walking, crossing and one leaving and coming back
+        // changed, seen by one camera, then by two cameras showing the
+        // same pixels (frames interleaved by time, as replay and the live
+        // graph feed them).
+        let scene = |frame: u64| -> Vec<(f32, u64)> {
+            let f = frame as f32;
+            let mut people = vec![(20.0 * f, 1), (600.0 - 15.0 * f, 2)];
+            if !(20..30).contains(&frame) {
+                people.push((300.0 + 5.0 * f, 3));
+            }
+            people
+        };
+        let feed = |cameras: &[&str]| {
+            let mut t = VisitTracker::new(config()).unwrap();
+            for frame in 0..40u64 {
+                for cam in cameras {
+                    let sightings: Vec<Sighting> = scene(frame)
+                        .into_iter()
+                        .map(|(x, p)| walker(cam, frame * 200, x, p, frame))
+                        .collect();
+                    t.observe(&sightings).unwrap();
+                }
+            }
+            let visits: Vec<Vec<String>> = t.open_visits().map(|v| v.cameras.clone()).collect();
+            (t.summary().visits_opened, visits)
+        };
+        let (one, _) = feed(&["front"]);
+        let (two, visits) = feed(&["front", "mirror"]);
+        assert_eq!(two, one);
+        for cameras in visits {
+            assert_eq!(cameras, ["front", "mirror"]);
+        }
     }
 }
