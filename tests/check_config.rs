@@ -108,6 +108,11 @@ fn broken_configs_name_the_key_path() {
             "http.listen: `localhost` is not HOST:PORT",
         ),
         (
+            "served requests that never wait",
+            format!("{GOOD_CAMERA}[http]\nserved_wait_s = 0\n"),
+            "http.served_wait_s: 0 is out of range; use 1 to 3600 seconds",
+        ),
+        (
             "neither url nor gst_source",
             "[cameras.porch]\ndetect_fps = 5\n".into(),
             "cameras.porch: needs url",
