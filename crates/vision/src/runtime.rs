@@ -51,6 +51,10 @@ impl OrtRuntime {
 
     /// Opens the ONNX model at `path` as a session with `threads` intra-op
     /// threads; failures name the file.
+    ///
+    /// The threads sleep when idle instead of spinning (ONNX Runtime's
+    /// default): the detector, the embedder and the decoders share a small
+    /// machine, and a spinning pool burns the cores the next stage needs.
     pub fn session(
         &self,
         path: &Path,
@@ -63,6 +67,7 @@ impl OrtRuntime {
         ort::session::Session::builder(self.environment())
             .map_err(load_err)?
             .with_intra_threads(threads)
+            .and_then(|b| b.with_intra_op_spinning(false))
             .map_err(|e| load_err(e.into()))?
             .commit_from_file(path)
             .map_err(load_err)
