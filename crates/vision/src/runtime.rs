@@ -67,7 +67,8 @@ impl OrtRuntime {
         ort::session::Session::builder(self.environment())
             .map_err(load_err)?
             .with_intra_threads(threads)
-            .and_then(|b| b.with_intra_op_spinning(false))
+            .map_err(|e| load_err(e.into()))?
+            .with_intra_op_spinning(false)
             .map_err(|e| load_err(e.into()))?
             .commit_from_file(path)
             .map_err(load_err)
