@@ -499,9 +499,7 @@ impl VisitTracker {
                 }
             }
         }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)));
-        let ranked = pairs.into_iter().map(|(sim, i, visit)| (i, visit, sim));
-        assign_greedily(ranked, JoinedBy::Appearance, assigned, taken);
+        assign_most_similar(pairs, assigned, taken);
     }
 
     /// Appearance matching of the confident sightings left against the
@@ -539,9 +537,7 @@ impl VisitTracker {
             }
             pairs.extend(best.into_iter().map(|(v, sim)| (sim, i, v)));
         }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)));
-        let ranked = pairs.into_iter().map(|(sim, i, visit)| (i, visit, sim));
-        assign_greedily(ranked, JoinedBy::Appearance, assigned, taken);
+        assign_most_similar(pairs, assigned, taken);
         Ok(())
     }
 
@@ -633,6 +629,18 @@ fn record(s: &Sighting, similarity: Option<f32>, joined_by: JoinedBy) -> Sightin
         similarity,
         joined_by,
     }
+}
+
+/// Appearance joins from `(similarity, sighting, visit)` pairs: most
+/// similar first, ties to the older visit.
+fn assign_most_similar(
+    mut pairs: Vec<(f32, usize, VisitId)>,
+    assigned: &mut [Option<Assignment>],
+    taken: &mut HashSet<VisitId>,
+) {
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)));
+    let ranked = pairs.into_iter().map(|(sim, i, visit)| (i, visit, sim));
+    assign_greedily(ranked, JoinedBy::Appearance, assigned, taken);
 }
 
 /// One-to-one assignment from `(sighting, visit, similarity)` pairs, best
