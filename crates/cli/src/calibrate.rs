@@ -62,13 +62,19 @@ pub fn run(cache: &ModelCache, args: CalibrateArgs) -> Result<()> {
     let model_path = cache.require(&args.embedder)?;
     let out = calibration_path(&model_path, &file);
     if out.exists() && !args.force {
-        Calibration::read(&out, layout.dim)?;
+        let current = Calibration::read(&out, layout.dim)?;
+        if current.colour_mean.is_some() || layout.colour_weight == 0.0 {
+            eprintln!(
+                "{} is calibrated: {} (--force to measure again)",
+                args.embedder,
+                out.display()
+            );
+            return Ok(());
+        }
         eprintln!(
-            "{} is calibrated: {} (--force to measure again)",
-            args.embedder,
-            out.display()
+            "{} was calibrated without the mean colour signature: measuring again",
+            args.embedder
         );
-        return Ok(());
     }
 
     let (footage, skip) = if args.footage.is_empty() {
@@ -96,6 +102,7 @@ pub fn run(cache: &ModelCache, args: CalibrateArgs) -> Result<()> {
 
     let started = Instant::now();
     let mut sum = vec![0.0f64; layout.dim];
+    let mut colour_sum = vec![0.0f64; streamer_vision::COLOUR_DIM];
     let (mut crops, mut frames) = (0usize, 0usize);
     for path in &footage {
         let source = streamer_ingest::open(path, Arc::from("calibration"), fps)
@@ -112,8 +119,12 @@ pub fn run(cache: &ModelCache, args: CalibrateArgs) -> Result<()> {
                 .filter(|d| d.is_person())
                 .map(|d| d.bbox)
                 .collect();
-            for e in embedder.embed(&frame, &boxes)? {
-                for (s, x) in sum.iter_mut().zip(&e) {
+            for (e, bbox) in embedder.embed(&frame, &boxes)?.iter().zip(&boxes) {
+                for (s, x) in sum.iter_mut().zip(e) {
+                    *s += f64::from(*x);
+                }
+                let colour = streamer_vision::colour_signature(&frame, bbox);
+                for (s, x) in colour_sum.iter_mut().zip(&colour) {
                     *s += f64::from(*x);
                 }
                 crops += 1;
@@ -125,7 +136,8 @@ pub fn run(cache: &ModelCache, args: CalibrateArgs) -> Result<()> {
             "only {crops} person crops in {frames} frames; calibration needs at least {MIN_CROPS}: give footage with people in view"
         );
     }
-    let mean: Vec<f32> = sum.iter().map(|s| (s / crops as f64) as f32).collect();
+    let average =
+        |sum: &[f64]| -> Vec<f32> { sum.iter().map(|s| (s / crops as f64) as f32).collect() };
     let calibration = Calibration {
         model: model_path
             .file_name()
@@ -142,7 +154,8 @@ pub fn run(cache: &ModelCache, args: CalibrateArgs) -> Result<()> {
             args.fps
         ),
         crops,
-        mean,
+        mean: average(&sum),
+        colour_mean: Some(average(&colour_sum)),
     };
     calibration
         .write(&out)

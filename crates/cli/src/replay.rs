@@ -59,7 +59,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "mobilenetv2-embedder")]
     pub(crate) embedder: String,
     /// Cosine similarity at which a person joins an open visit (0-1; default
-    /// 0.4, tuned for the calibrated MobileNetV2 embedder).
+    /// 0.5, tuned for the calibrated MobileNetV2 embedder with colour).
     #[arg(long)]
     pub(crate) similarity: Option<f32>,
     /// Describe and triage every new visit and print each alert as one

@@ -96,6 +96,15 @@ pub struct EmbedderLayout {
     /// spreads them so that cosine similarity tells people apart.
     #[serde(default)]
     pub centre: Option<String>,
+    /// How much clothing colour weighs against the model's features, from 0
+    /// (features alone) to 1. Above 0, each vector is the model's centred
+    /// features scaled by √(1 − w) followed by the box's centred colour
+    /// signature scaled by √w, so cosine similarity is
+    /// `(1 − w) · features + w · colour`. Needs a `centre` calibration
+    /// (which also holds the mean colour signature). A generic ImageNet
+    /// model gains from it; a re-identification model would not.
+    #[serde(default)]
+    pub colour_weight: f32,
 }
 
 fn one() -> f32 {

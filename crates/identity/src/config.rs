@@ -14,9 +14,9 @@ pub struct IdentityConfig {
     /// Cosine similarity (dot product of unit vectors) at or above which a
     /// sighting joins an open visit. Tuned on the tuning set
     /// `fixtures/identity/vtest-two-cameras.json` (never on the held-out
-    /// set) for the embedded MobileNetV2 embedder with its calibrated centring (same
-    /// person: median 0.34, different people: median 0.07); a re-ID model
-    /// needs its own value.
+    /// set) for the embedded MobileNetV2 embedder with its calibrated centring
+    /// and clothing colour weighed equally (same person: median 0.54,
+    /// different people: median 0.08); a re-ID model needs its own value.
     #[serde(default = "default_similarity_threshold")]
     pub similarity_threshold: f32,
     /// How far back the index looks for a match; older sightings are aged out
@@ -198,7 +198,7 @@ impl IdentityConfig {
 }
 
 fn default_similarity_threshold() -> f32 {
-    0.4
+    0.5
 }
 fn default_window_ms() -> u64 {
     10 * 60 * 1000

@@ -161,6 +161,20 @@ impl Manifest {
                     m.name
                 )));
             }
+            if let Some(e) = &m.embedder {
+                if !(0.0..=1.0).contains(&e.colour_weight) {
+                    return Err(bad(format!(
+                        "embedder {}: colour_weight {} must be between 0 and 1",
+                        m.name, e.colour_weight
+                    )));
+                }
+                if e.colour_weight > 0.0 && e.centre.is_none() {
+                    return Err(bad(format!(
+                        "embedder {}: colour_weight needs a `centre` calibration file (it holds the mean colour signature)",
+                        m.name
+                    )));
+                }
+            }
             if m.file.contains('/') || m.file.contains("..") {
                 return Err(bad(format!(
                     "model {}: file {:?} must be a plain name",
@@ -270,5 +284,39 @@ source = { type = "url", url = "http://127.0.0.1/x" }
         let twice = entry.replace("sha256 = \"abc\"\n", "").repeat(2);
         let err = Manifest::parse(&twice, "t").unwrap_err().to_string();
         assert!(err.contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn colour_weights_outside_zero_to_one_or_without_a_centre_are_rejected() {
+        let embedder = |extra: &str| {
+            format!(
+                r#"
+[[model]]
+name = "e"
+kind = "embedder"
+role = "test"
+description = "d"
+license = "l"
+file = "e.onnx"
+source = {{ type = "url", url = "http://127.0.0.1/e" }}
+[model.embedder]
+dim = 4
+{extra}
+[model.embedder.input]
+order = "nchw"
+width = 8
+height = 8
+"#
+            )
+        };
+        Manifest::parse(&embedder("centre = \"m.json\"\ncolour_weight = 0.5"), "t").unwrap();
+        let err = Manifest::parse(&embedder("centre = \"m.json\"\ncolour_weight = 1.5"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour_weight 1.5"), "{err}");
+        let err = Manifest::parse(&embedder("colour_weight = 0.5"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a `centre`"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use streamer_core::layout::{EmbedderLayout, TensorOrder};
 use streamer_core::{BBox, Frame};
 
+use crate::colour::{colour_signature, COLOUR_DIM};
 use crate::detector::{check_image_input, run_session};
 use crate::preprocess::{fill_crop, Crop};
 use crate::{OrtRuntime, VisionError};
@@ -38,6 +39,9 @@ pub struct Embedder {
     /// Mean person embedding taken off before normalising (see
     /// [`EmbedderLayout::centre`]).
     centre: Option<Vec<f32>>,
+    /// Clothing colour appended to the features (see
+    /// [`EmbedderLayout::colour_weight`]).
+    colour: Option<ColourCue>,
     input: Vec<f32>,
     path: PathBuf,
 }
@@ -81,10 +85,29 @@ impl Embedder {
             }
         }
         let output_name = output.name().to_string();
-        let centre = match &layout.centre {
-            Some(file) => Some(Calibration::read(&calibration_path(path, file), layout.dim)?.mean),
+        let calibration = match &layout.centre {
+            Some(file) => {
+                let at = calibration_path(path, file);
+                Some((Calibration::read(&at, layout.dim)?, at))
+            }
             None => None,
         };
+        let colour = match &calibration {
+            Some((c, at)) if layout.colour_weight > 0.0 => Some(ColourCue {
+                weight: layout.colour_weight,
+                mean: c
+                    .colour_mean
+                    .clone()
+                    .ok_or_else(|| VisionError::Calibration {
+                        path: at.clone(),
+                        message: "it was measured without the mean colour signature that \
+                              `colour_weight` needs"
+                            .into(),
+                    })?,
+            }),
+            _ => None,
+        };
+        let centre = calibration.map(|(c, _)| c.mean);
 
         Ok(Self {
             session,
@@ -94,6 +117,7 @@ impl Embedder {
             dynamic_batch,
             margin: DEFAULT_MARGIN,
             centre,
+            colour,
             input: Vec::new(),
             path: path.to_path_buf(),
         })
@@ -109,9 +133,15 @@ impl Embedder {
         self.margin
     }
 
-    /// Length of each embedding.
+    /// Length of each embedding: the model's features, plus the colour
+    /// signature when it is appended.
     pub fn dim(&self) -> usize {
-        self.layout.dim
+        self.layout.dim + if self.colour.is_some() { COLOUR_DIM } else { 0 }
+    }
+
+    /// How much clothing colour weighs in each embedding (0: not at all).
+    pub fn colour_weight(&self) -> f32 {
+        self.colour.as_ref().map_or(0.0, |c| c.weight)
     }
 
     /// Whether embeddings are centred on a calibrated person mean.
@@ -135,6 +165,11 @@ impl Embedder {
         let mut out = Vec::with_capacity(boxes.len());
         for chunk in boxes.chunks(per_run) {
             self.embed_batch(frame, chunk, &mut out)?;
+        }
+        if let Some(colour) = &self.colour {
+            for (features, bbox) in out.iter_mut().zip(boxes) {
+                colour.append(features, frame, bbox);
+            }
         }
         Ok(out)
     }
@@ -185,6 +220,26 @@ impl Embedder {
     }
 }
 
+/// The colour half of a fused embedding.
+struct ColourCue {
+    weight: f32,
+    /// Mean colour signature of person boxes, from the calibration.
+    mean: Vec<f32>,
+}
+
+impl ColourCue {
+    /// Scales the unit `features` by √(1 − w) and appends the box's
+    /// centred colour signature scaled by √w: a unit vector whose dot
+    /// products weigh the two cues as `weight` says.
+    fn append(&self, features: &mut Vec<f32>, frame: &Frame, bbox: &BBox) {
+        let keep = (1.0 - self.weight).sqrt();
+        features.iter_mut().for_each(|x| *x *= keep);
+        let colour = centred(&colour_signature(frame, bbox), &self.mean);
+        let add = self.weight.sqrt();
+        features.extend(colour.iter().map(|x| x * add));
+    }
+}
+
 /// `unit` minus `mean`, scaled to unit length.
 pub fn centred(unit: &[f32], mean: &[f32]) -> Vec<f32> {
     let shifted: Vec<f32> = unit.iter().zip(mean).map(|(x, m)| x - m).collect();
@@ -208,6 +263,10 @@ pub struct Calibration {
     pub crops: usize,
     /// Mean of their L2-normalised embeddings.
     pub mean: Vec<f32>,
+    /// Mean of their colour signatures (see [`crate::colour`]); absent in
+    /// files written before colour was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour_mean: Option<Vec<f32>>,
 }
 
 impl Calibration {
@@ -228,6 +287,13 @@ impl Calibration {
         }
         if calibration.mean.iter().any(|x| !x.is_finite()) || calibration.crops == 0 {
             return Err(err("its mean is not a finite average of crops".into()));
+        }
+        if let Some(colour) = &calibration.colour_mean {
+            if colour.len() != COLOUR_DIM || colour.iter().any(|x| !x.is_finite()) {
+                return Err(err(format!(
+                    "its colour mean is not {COLOUR_DIM} finite values"
+                )));
+            }
         }
         Ok(calibration)
     }
@@ -275,6 +341,39 @@ mod tests {
     }
 
     #[test]
+    fn colour_is_appended_with_its_weight_and_keeps_unit_length() {
+        use std::sync::Arc;
+        use std::time::Duration;
+        // A 20×40 frame, red above and blue below.
+        let rgb: Vec<u8> = (0..40)
+            .flat_map(|y| {
+                let px = if y < 20 { [200, 20, 20] } else { [20, 20, 200] };
+                std::iter::repeat_n(px, 20).flatten()
+            })
+            .collect();
+        let frame = Frame::new(Arc::from("cam"), 0, Duration::ZERO, 20, 40, rgb);
+        let bbox = BBox::new(0.0, 0.0, 20.0, 40.0);
+        let signature = colour_signature(&frame, &bbox);
+        let cue = ColourCue {
+            weight: 0.25,
+            mean: vec![0.0; COLOUR_DIM],
+        };
+        let features = normalised(&[1.0, 2.0, 2.0]);
+        let mut fused = features.clone();
+        cue.append(&mut fused, &frame, &bbox);
+        let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+        assert_eq!(fused.len(), 3 + COLOUR_DIM);
+        assert!((dot(&fused, &fused) - 1.0).abs() < 1e-5);
+        // Same colours, orthogonal features: the similarity is the weight.
+        let mut other = vec![0.0, 1.0, -1.0];
+        other = normalised(&other);
+        assert!(dot(&features, &other).abs() < 1e-6);
+        cue.append(&mut other, &frame, &bbox);
+        assert!((dot(&fused, &other) - 0.25).abs() < 1e-5);
+        assert!((dot(&fused[3..], &signature) / 0.5 - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
     fn calibration_files_round_trip_and_bad_ones_name_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.person-mean.json");
@@ -283,6 +382,7 @@ mod tests {
             source: "test".into(),
             crops: 2,
             mean: vec![0.5, 0.5],
+            colour_mean: None,
         };
         calibration.write(&path).unwrap();
         assert_eq!(Calibration::read(&path, 2).unwrap(), calibration);

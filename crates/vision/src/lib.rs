@@ -3,6 +3,7 @@
 //! tensors and tensors into [`Detection`](streamer_core::Detection)s and
 //! L2-normalised embedding vectors.
 
+pub mod colour;
 mod detector;
 mod embedder;
 mod error;
@@ -10,6 +11,7 @@ pub mod nms;
 pub mod preprocess;
 mod runtime;
 
+pub use colour::{colour_signature, COLOUR_DIM};
 pub use detector::{Detector, DetectorTimings, RawOutput};
 pub use embedder::{
     calibration_path, centred, normalised, Calibration, Embedder, DEFAULT_MARGIN, MAX_BATCH,

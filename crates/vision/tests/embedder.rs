@@ -75,14 +75,17 @@ fn people(detector: &mut Detector, frame: &Frame) -> Vec<BBox> {
 #[test]
 fn embeddings_are_unit_vectors_of_the_manifest_dimension_and_batching_changes_nothing() {
     let Some(mut s) = setup(1) else { return };
-    assert_eq!(s.embedder.dim(), 1280);
+    // The model's 1280 features, then the clothing colour signature.
+    let dim = 1280 + streamer_vision::COLOUR_DIM;
+    assert_eq!(s.embedder.dim(), dim);
+    assert_eq!(s.embedder.colour_weight(), 0.5);
     let frame = &s.frames[0];
     let boxes = people(&mut s.detector, frame);
     assert!(boxes.len() >= 2, "{boxes:?}");
     let batch = s.embedder.embed(frame, &boxes).unwrap();
     assert_eq!(batch.len(), boxes.len());
     for (b, v) in boxes.iter().zip(&batch) {
-        assert_eq!(v.len(), 1280);
+        assert_eq!(v.len(), dim);
         assert!((dot(v, v) - 1.0).abs() < 1e-4);
         let single = s.embedder.embed(frame, &[*b]).unwrap();
         assert!(dot(v, &single[0]) > 0.9999, "batch and single runs differ");
