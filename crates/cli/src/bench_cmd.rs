@@ -134,6 +134,10 @@ pub struct BenchArgs {
     /// on idle footage this many minutes (RSS growth, stalls); 0: no soak.
     #[arg(long, default_value_t = 0)]
     pub soak_minutes: u64,
+    /// Cameras mode: soak this many cameras straight away, in a fresh
+    /// process, instead of searching first (with `--soak-minutes`).
+    #[arg(long)]
+    pub soak_cameras: Option<usize>,
 }
 
 impl BenchArgs {

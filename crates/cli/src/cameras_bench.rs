@@ -54,6 +54,8 @@ struct Step {
     cpu_per_camera_pct: f64,
     rss_start_mib: f64,
     rss_end_mib: f64,
+    /// RSS at each whole minute of the step, from its start.
+    rss_each_minute_mib: Vec<f64>,
     frames_processed: u64,
     frames_gated_out: u64,
     frames_dropped: u64,
@@ -131,6 +133,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         frame.0, frame.1
     );
     let seconds = args.seconds.clamp(5, 80);
+    if args.soak_cameras.is_some() && args.soak_minutes == 0 {
+        bail!("--soak-cameras needs --soak-minutes");
+    }
     let mut cases = Vec::new();
     for (footage, gate) in [
         ("busy", false),
@@ -139,7 +144,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         ("idle", true),
     ] {
         let name = format!("{footage}-{}", if gate { "on" } else { "off" });
-        if !args.cases.is_empty() && !args.cases.contains(&name) {
+        if args.soak_cameras.is_some() || !args.cases.is_empty() && !args.cases.contains(&name) {
             continue;
         }
         eprintln!(
@@ -185,9 +190,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             steps,
         });
     }
-    let soak_step = match cases.iter().find(|c| c.footage == "idle" && c.gate) {
-        Some(case) if args.soak_minutes > 0 && case.sustained_cameras > 0 => {
-            let n = case.sustained_cameras;
+    let searched = cases
+        .iter()
+        .find(|c| c.footage == "idle" && c.gate)
+        .map(|c| c.sustained_cameras);
+    let soak_step = match args.soak_cameras.or(searched) {
+        Some(n) if args.soak_minutes > 0 && n > 0 => {
             eprintln!(
                 "\nsoak: {n} cameras, idle footage, gate on, {} min:",
                 args.soak_minutes
@@ -202,9 +210,22 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
                 args.soak_minutes * 60,
             )?;
             print_step(&step);
+            // The first minute holds the first visits: the embedder's and
+            // the alert stage's buffers are allocated then, once.
+            let after_first = step.rss_each_minute_mib.get(1).map_or(String::new(), |m| {
+                format!(
+                    " ({:.1} % after the first minute)",
+                    100.0 * (step.rss_end_mib - m) / m
+                )
+            });
             eprintln!(
-                "  rss growth {:.1} %",
-                100.0 * (step.rss_end_mib - step.rss_start_mib) / step.rss_start_mib
+                "  rss growth {:.1} %{after_first}; each minute: {}",
+                100.0 * (step.rss_end_mib - step.rss_start_mib) / step.rss_start_mib,
+                step.rss_each_minute_mib
+                    .iter()
+                    .map(|m| format!("{m:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
             Some(step)
         }
@@ -422,7 +443,17 @@ fn run_step(
     let cpu0 = cpu_seconds();
     let rss_start = rss_mib();
     let window = Instant::now();
-    std::thread::sleep(Duration::from_secs(seconds));
+    let mut rss_each_minute = vec![rss_start];
+    let end = window + Duration::from_secs(seconds);
+    loop {
+        let next_minute = window + Duration::from_secs(60 * rss_each_minute.len() as u64);
+        let wake = next_minute.min(end);
+        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+        if wake == end {
+            break;
+        }
+        rss_each_minute.push(rss_mib());
+    }
     let elapsed = window.elapsed().as_secs_f64();
     let (p1, g1, d1, s1, r1) = totals();
     let cams1 = per_camera();
@@ -477,6 +508,7 @@ fn run_step(
         cpu_per_camera_pct: 100.0 * cpu / elapsed / n as f64,
         rss_start_mib: rss_start,
         rss_end_mib: rss_end,
+        rss_each_minute_mib: rss_each_minute,
         frames_processed: processed,
         frames_gated_out: gated,
         frames_dropped: dropped,

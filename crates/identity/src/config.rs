@@ -91,6 +91,17 @@ pub struct IdentityConfig {
     /// one stream configured twice), whatever the index says.
     #[serde(default = "default_identical_similarity")]
     pub identical_similarity: f32,
+    /// A new person at the frame's edge (cut by it: walking in, or only
+    /// half in view) opens no visit yet: it is tracked, and its growing
+    /// track descriptor is matched against open visits on every frame,
+    /// until it leaves the edge or has been followed this long. Then it
+    /// joins the visit it matches or opens a new one, with every sighting
+    /// it held. One cut crop rarely matches anybody, so without this a
+    /// person walking from one camera into the next opens a second visit.
+    /// Somebody only ever glimpsed at an edge, for less than this, opens
+    /// nothing. 0: every new person opens a visit at once.
+    #[serde(default = "default_edge_pending_ms")]
+    pub edge_pending_ms: u64,
 }
 
 impl Default for IdentityConfig {
@@ -112,6 +123,7 @@ impl Default for IdentityConfig {
             track_high_score: default_track_high_score(),
             track_descriptor_crops: default_track_descriptor_crops(),
             identical_similarity: default_identical_similarity(),
+            edge_pending_ms: default_edge_pending_ms(),
         }
     }
 }
@@ -185,6 +197,11 @@ impl IdentityConfig {
             "must be a cosine similarity in [-1, 1]",
         );
         check(
+            self.edge_pending_ms <= 10_000,
+            "edge_pending_ms",
+            "must be at most 10000 (a new visit's alert waits this long at most)",
+        );
+        check(
             self.snapshot_update_gain >= 1.0,
             "snapshot_update_gain",
             "must be at least 1",
@@ -244,6 +261,9 @@ fn default_track_descriptor_crops() -> usize {
 }
 fn default_identical_similarity() -> f32 {
     0.95
+}
+fn default_edge_pending_ms() -> u64 {
+    1000
 }
 
 #[cfg(test)]

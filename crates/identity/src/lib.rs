@@ -49,8 +49,8 @@ pub use distance::{dot, CosineDistance};
 pub use error::IdentityError;
 pub use index::{HnswParams, IdentityIndex, IndexEntry, Neighbour};
 pub use kalman::{BoxFilter, MotionNoise};
-pub use quality::snapshot_quality;
-pub use tracker::{Assignment, Observed, Sighting, VisitTracker};
+pub use quality::{snapshot_quality, touches_edge};
+pub use tracker::{Assignment, Observed, Settled, Sighting, VisitTracker};
 pub use visit::{
     EventKind, IdentitySummary, JoinedBy, SightingRecord, Snapshot, UpdateReason, Visit,
     VisitEvent, VisitId,

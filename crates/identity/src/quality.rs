@@ -47,11 +47,19 @@ pub fn snapshot_quality(frame: &Frame, bbox: &BBox) -> f32 {
         y += step_y;
     }
     let sharpness = if n == 0 { 0.0 } else { sum / n as f32 };
-    let (fw, fh) = (frame.width as f32, frame.height as f32);
-    let at_edge =
-        b.x1 <= EDGE_PX || b.y1 <= EDGE_PX || b.x2 >= fw - EDGE_PX || b.y2 >= fh - EDGE_PX;
-    let penalty = if at_edge { EDGE_PENALTY } else { 1.0 };
+    let penalty = if touches_edge(frame, bbox) {
+        EDGE_PENALTY
+    } else {
+        1.0
+    };
     area * sharpness * penalty
+}
+
+/// Whether `bbox` touches the edge of `frame` (within two pixels): the
+/// frame cuts the person.
+pub fn touches_edge(frame: &Frame, bbox: &BBox) -> bool {
+    let (fw, fh) = (frame.width as f32, frame.height as f32);
+    bbox.x1 <= EDGE_PX || bbox.y1 <= EDGE_PX || bbox.x2 >= fw - EDGE_PX || bbox.y2 >= fh - EDGE_PX
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::visit::{
     EventKind, IdentitySummary, JoinedBy, SightingRecord, Snapshot, UpdateReason, Visit,
     VisitEvent, VisitId,
 };
-use crate::{snapshot_quality, IdentityConfig, IdentityError};
+use crate::{snapshot_quality, touches_edge, IdentityConfig, IdentityError};
 
 /// One person box of one frame, with its embedding.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +37,9 @@ pub struct Sighting {
     /// [`VisitTracker::reusable_embeddings`], not measured on this box: it
     /// is not stored in the index again.
     pub embedding_reused: bool,
+    /// The box touches the frame's edge, which cuts the person (see
+    /// `edge_pending_ms`).
+    pub at_edge: bool,
 }
 
 impl Sighting {
@@ -50,6 +53,7 @@ impl Sighting {
             embedding,
             score: 1.0,
             embedding_reused: false,
+            at_edge: false,
         }
     }
 
@@ -60,6 +64,7 @@ impl Sighting {
             camera: frame.camera.to_string(),
             time_ms: frame.pts_ms(),
             quality: snapshot_quality(frame, &bbox),
+            at_edge: touches_edge(frame, &bbox),
             bbox,
             embedding,
             score: 1.0,
@@ -70,6 +75,12 @@ impl Sighting {
     /// The detector's confidence in the box.
     pub fn with_score(mut self, score: f32) -> Self {
         self.score = score;
+        self
+    }
+
+    /// Marks the box as touching the frame's edge.
+    pub fn at_edge(mut self, at_edge: bool) -> Self {
+        self.at_edge = at_edge;
         self
     }
 
@@ -100,14 +111,26 @@ pub struct Assignment {
     pub joined_by: JoinedBy,
 }
 
-/// What one frame's sightings did: one assignment per sighting, in order
-/// (`None` for a low-confidence box that continued no track: it is
-/// dropped, as ByteTrack drops them), and the events to publish (ends of
-/// stale visits first).
+/// What one frame's sightings did: one assignment per sighting, in order,
+/// and the events to publish (ends of stale visits first). A sighting's
+/// assignment is `None` when it was dropped (a low-confidence box that
+/// continued no track, as ByteTrack drops them) or held by a new person at
+/// the frame's edge (see `edge_pending_ms`); held sightings are handed to a
+/// visit later, in [`Observed::settled`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
     pub assignments: Vec<Option<Assignment>>,
     pub events: Vec<VisitEvent>,
+    pub settled: Vec<Settled>,
+}
+
+/// Sightings held at a frame's edge in earlier frames, now given a visit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settled {
+    pub visit_id: VisitId,
+    pub camera: String,
+    /// `(time_ms, box)` of each held sighting, oldest first.
+    pub sightings: Vec<(u64, BBox)>,
 }
 
 /// One person followed on one camera: where their box is going, what
@@ -128,6 +151,47 @@ impl Track {
     /// Whether the track may take a box at `now`: seen before, recently.
     fn alive_at(&self, now: u64, max_gap: u64) -> bool {
         self.time_ms < now && self.time_ms.saturating_add(max_gap) >= now
+    }
+}
+
+/// A new person at the frame's edge, followed without a visit yet.
+struct Pending {
+    first_ms: u64,
+    time_ms: u64,
+    motion: BoxFilter,
+    appearance: Appearance,
+    /// Every sighting so far, oldest first: they go to the visit it joins
+    /// or opens.
+    held: Vec<Sighting>,
+}
+
+impl Pending {
+    fn new(s: &Sighting) -> Self {
+        Self {
+            first_ms: s.time_ms,
+            time_ms: s.time_ms,
+            motion: BoxFilter::new(&s.bbox, s.time_ms, MotionNoise::default()),
+            appearance: Appearance::default(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Adds a sighting (its box to the motion model when it is not the
+    /// first, its crop to the appearance).
+    fn hold(&mut self, s: Sighting, keep: usize) {
+        if !self.held.is_empty() {
+            self.motion.update(&s.bbox, s.time_ms);
+        }
+        self.time_ms = s.time_ms;
+        self.appearance.add(s.quality, &s.embedding, keep);
+        self.held.push(s);
+    }
+
+    /// The descriptor it would have with `s` added.
+    fn descriptor_with(&self, s: &Sighting, keep: usize) -> Vec<f32> {
+        let mut appearance = self.appearance.clone();
+        appearance.add(s.quality, &s.embedding, keep);
+        appearance.descriptor()
     }
 }
 
@@ -181,6 +245,8 @@ pub struct VisitTracker {
     index: IdentityIndex,
     open: BTreeMap<VisitId, Visit>,
     tracks: HashMap<String, Vec<Track>>,
+    /// New people at each camera's edge, not visits yet.
+    pending: HashMap<String, Vec<Pending>>,
     next_id: u64,
     now_ms: u64,
     summary: IdentitySummary,
@@ -196,6 +262,7 @@ impl VisitTracker {
             config,
             open: BTreeMap::new(),
             tracks: HashMap::new(),
+            pending: HashMap::new(),
             next_id: 1,
             now_ms: 0,
             summary: IdentitySummary::default(),
@@ -236,36 +303,90 @@ impl VisitTracker {
         let mut assigned: Vec<Option<Assignment>> = vec![None; sightings.len()];
         let mut taken: HashSet<VisitId> = HashSet::new();
         self.continue_tracks(&camera, now, sightings, &mut assigned, &mut taken);
+        let mut pending = self.pending.remove(&camera).unwrap_or_default();
+        let continues = self.continue_pending(&pending, now, sightings, &assigned);
+        // A person held at the edge is matched on everything seen of them.
+        let keep = self.config.track_descriptor_crops;
+        let queries: Vec<Vec<f32>> = sightings
+            .iter()
+            .zip(&continues)
+            .map(|(s, k)| match k {
+                Some(k) => pending[*k].descriptor_with(s, keep),
+                None => s.embedding.clone(),
+            })
+            .collect();
         self.join_simultaneous(&camera, now, sightings, &mut assigned, &mut taken);
-        self.match_appearance(now, sightings, &mut assigned, &mut taken)?;
+        self.match_appearance(now, sightings, &queries, &mut assigned, &mut taken)?;
 
         let mut assignments = Vec::with_capacity(sightings.len());
         let mut tracks = Vec::with_capacity(sightings.len());
-        let keep = self.config.track_descriptor_crops;
-        for (s, a) in sightings.iter().zip(assigned) {
-            let a = match a {
-                Some(a) => {
+        let mut settled = Vec::new();
+        let mut still_pending = Vec::new();
+        let mut continued = vec![false; pending.len()];
+        for ((s, a), k) in sightings.iter().zip(assigned).zip(continues) {
+            let held = k.map(|k| {
+                continued[k] = true;
+                std::mem::replace(&mut pending[k], Pending::new(s))
+            });
+            let (a, held) = match (a, held) {
+                (Some(a), held) => {
+                    if let Some(p) = &held {
+                        for h in &p.held {
+                            events.extend(self.join(h, a));
+                        }
+                    }
                     events.extend(self.join(s, a));
-                    a
+                    (a, held)
+                }
+                // Still at the edge, and not followed for long: wait.
+                (None, Some(mut p))
+                    if s.at_edge
+                        && now.saturating_sub(p.first_ms) < self.config.edge_pending_ms =>
+                {
+                    p.hold(s.clone(), keep);
+                    still_pending.push(p);
+                    assignments.push(None);
+                    continue;
+                }
+                (None, Some(p)) => {
+                    let (a, event) = self.start_held(&p.held, s);
+                    events.push(event);
+                    (a, Some(p))
                 }
                 // A doubtful box that continued nothing is not followed.
-                None if s.score < self.config.track_high_score => {
+                (None, None) if s.score < self.config.track_high_score => {
                     self.summary.low_score_dropped += 1;
                     assignments.push(None);
                     continue;
                 }
-                None => {
-                    let (a, event) = self.start(s);
+                (None, None) if s.at_edge && self.config.edge_pending_ms > 0 => {
+                    let mut p = Pending::new(s);
+                    p.hold(s.clone(), keep);
+                    still_pending.push(p);
+                    assignments.push(None);
+                    continue;
+                }
+                (None, None) => {
+                    let (a, event) = self.start_held(&[], s);
                     events.push(event);
-                    a
+                    (a, None)
                 }
             };
             let previous = self
                 .tracks
                 .get(&camera)
                 .and_then(|ts| ts.iter().find(|t| t.visit == a.visit_id));
-            let (mut motion, mut appearance, embedded_ms) = match previous {
-                Some(t) => (
+            if let Some(p) = &held {
+                settled.push(Settled {
+                    visit_id: a.visit_id,
+                    camera: camera.clone(),
+                    sightings: p.held.iter().map(|h| (h.time_ms, h.bbox)).collect(),
+                });
+            }
+            // The motion model and appearance carry on from the visit's
+            // track on this camera, else from the held person, else start.
+            let (mut motion, mut appearance, embedded_ms) = match (previous, held) {
+                (Some(t), _) => (
                     t.motion.clone(),
                     t.appearance.clone(),
                     if s.embedding_reused {
@@ -274,39 +395,21 @@ impl VisitTracker {
                         s.time_ms
                     },
                 ),
-                None => (
+                (None, Some(p)) => (p.motion, p.appearance, s.time_ms),
+                (None, None) => (
                     BoxFilter::new(&s.bbox, s.time_ms, MotionNoise::default()),
                     Appearance::default(),
                     s.time_ms,
                 ),
             };
-            if previous.is_some() {
+            if motion.time_ms() < s.time_ms {
                 motion.update(&s.bbox, s.time_ms);
             }
             if s.embedding_reused {
                 self.summary.embeddings_reused += 1;
             } else {
                 appearance.add(s.quality, &s.embedding, keep);
-                let descriptor = appearance.descriptor();
-                // The same look stored twice at one instant (one scene on
-                // two cameras) would crowd other visits out of a query's
-                // nearest neighbours.
-                let repeat = self.last_indexed.get(&a.visit_id).is_some_and(|(t, d)| {
-                    t.abs_diff(s.time_ms) <= SIMULTANEOUS_MS
-                        && dot(d, &descriptor) >= self.config.identical_similarity
-                });
-                if !repeat {
-                    self.index.insert(
-                        &descriptor,
-                        IndexEntry {
-                            visit: a.visit_id,
-                            camera: s.camera.clone(),
-                            time_ms: s.time_ms,
-                        },
-                    )?;
-                    self.last_indexed
-                        .insert(a.visit_id, (s.time_ms, descriptor));
-                }
+                self.index_descriptor(a.visit_id, s, appearance.descriptor())?;
             }
             tracks.push(Track {
                 visit: a.visit_id,
@@ -322,12 +425,54 @@ impl VisitTracker {
         // person missed by the detector for a frame is picked up again.
         let kept = self.tracks.remove(&camera).unwrap_or_default();
         tracks.extend(kept.into_iter().filter(|t| !taken.contains(&t.visit)));
-        self.tracks.insert(camera, tracks);
+        self.tracks.insert(camera.clone(), tracks);
+        let max_gap = self.config.tracker_max_gap_ms;
+        for (p, continued) in pending.into_iter().zip(continued) {
+            if continued {
+                continue;
+            }
+            if p.time_ms.saturating_add(max_gap) >= now {
+                still_pending.push(p);
+            } else {
+                self.summary.edge_glimpses_dropped += 1;
+            }
+        }
+        if !still_pending.is_empty() {
+            self.pending.insert(camera, still_pending);
+        }
         self.summary.persons_detected += sightings.len() as u64;
         Ok(Observed {
             assignments,
             events,
+            settled,
         })
+    }
+
+    /// Puts a visit's new track descriptor in the index, unless the same
+    /// look was stored at this instant already (one scene on two cameras
+    /// would crowd other visits out of a query's nearest neighbours).
+    fn index_descriptor(
+        &mut self,
+        visit: VisitId,
+        s: &Sighting,
+        descriptor: Vec<f32>,
+    ) -> Result<(), IdentityError> {
+        let repeat = self.last_indexed.get(&visit).is_some_and(|(t, d)| {
+            t.abs_diff(s.time_ms) <= SIMULTANEOUS_MS
+                && dot(d, &descriptor) >= self.config.identical_similarity
+        });
+        if !repeat {
+            self.index.insert(
+                &descriptor,
+                IndexEntry {
+                    visit,
+                    camera: s.camera.clone(),
+                    time_ms: s.time_ms,
+                },
+            )?;
+            self.last_indexed.insert(visit, (s.time_ms, descriptor));
+        }
+        Ok(())
     }
 
     /// For each person box of a frame of `camera` at `now_ms`, the
@@ -395,6 +540,12 @@ impl VisitTracker {
             tracks.retain(|t| t.time_ms.saturating_add(max_gap) >= now);
         }
         self.tracks.retain(|_, t| !t.is_empty());
+        for pending in self.pending.values_mut() {
+            let before = pending.len();
+            pending.retain(|p| p.time_ms.saturating_add(max_gap) >= now);
+            self.summary.edge_glimpses_dropped += (before - pending.len()) as u64;
+        }
+        self.pending.retain(|_, p| !p.is_empty());
         self.index.expire(now.saturating_sub(self.config.window_ms));
         if !events.is_empty() {
             // Only open visits are ever matched, so a bucket holding ended
@@ -412,6 +563,8 @@ impl VisitTracker {
         self.now_ms = self.now_ms.max(now_ms);
         let ids: Vec<VisitId> = self.open.keys().copied().collect();
         self.tracks.clear();
+        let glimpses: usize = self.pending.drain().map(|(_, p)| p.len()).sum();
+        self.summary.edge_glimpses_dropped += glimpses as u64;
         ids.into_iter()
             .map(|id| self.end(id, self.now_ms))
             .collect()
@@ -465,6 +618,42 @@ impl VisitTracker {
         }
     }
 
+    /// Which person held at this camera's edge each sighting left over
+    /// continues: box overlap with where their motion model puts them,
+    /// greedy one-to-one, best overlap first.
+    fn continue_pending(
+        &self,
+        pending: &[Pending],
+        now: u64,
+        sightings: &[Sighting],
+        assigned: &[Option<Assignment>],
+    ) -> Vec<Option<usize>> {
+        let mut continues = vec![None; sightings.len()];
+        let max_gap = self.config.tracker_max_gap_ms;
+        let mut pairs = Vec::new();
+        for (k, p) in pending.iter().enumerate() {
+            if p.time_ms >= now || p.time_ms.saturating_add(max_gap) < now {
+                continue;
+            }
+            let predicted = p.motion.predict(now);
+            for (i, s) in sightings.iter().enumerate() {
+                let iou = s.bbox.iou(&predicted);
+                if assigned[i].is_none() && iou >= self.config.tracker_iou {
+                    pairs.push((iou, i, k));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut used = vec![false; pending.len()];
+        for (_, i, k) in pairs {
+            if continues[i].is_none() && !used[k] {
+                continues[i] = Some(k);
+                used[k] = true;
+            }
+        }
+        continues
+    }
+
     /// A confident new sighting near-identical to a track seen at this
     /// moment on another camera (an embedding measured on the same instant)
     /// joins that track's visit: the same scene on two cameras, or one
@@ -512,6 +701,7 @@ impl VisitTracker {
         &self,
         now: u64,
         sightings: &[Sighting],
+        queries: &[Vec<f32>],
         assigned: &mut [Option<Assignment>],
         taken: &mut HashSet<VisitId>,
     ) -> Result<(), IdentityError> {
@@ -523,7 +713,7 @@ impl VisitTracker {
             }
             let hits = self
                 .index
-                .query(&s.embedding, self.config.neighbours, since)?;
+                .query(&queries[i], self.config.neighbours, since)?;
             // Best similarity per visit.
             let mut best: HashMap<VisitId, f32> = HashMap::new();
             for h in hits {
@@ -541,22 +731,38 @@ impl VisitTracker {
         Ok(())
     }
 
-    fn start(&mut self, s: &Sighting) -> (Assignment, VisitEvent) {
+    /// Opens a visit for a new person: the sightings held while they were
+    /// at the frame's edge (if any), oldest first, then `s`. The `new`
+    /// event describes the visit with all of them.
+    fn start_held(&mut self, held: &[Sighting], s: &Sighting) -> (Assignment, VisitEvent) {
+        let first = held.first().unwrap_or(s);
         let id = VisitId(self.next_id);
         self.next_id += 1;
         let visit = Visit {
             id,
-            cameras: vec![s.camera.clone()],
-            first_seen_ms: s.time_ms,
-            last_seen_ms: s.time_ms,
-            last_camera: s.camera.clone(),
-            best_snapshot: snapshot(s),
-            sightings: vec![record(s, None, JoinedBy::New)],
+            cameras: vec![first.camera.clone()],
+            first_seen_ms: first.time_ms,
+            last_seen_ms: first.time_ms,
+            last_camera: first.camera.clone(),
+            best_snapshot: snapshot(first),
+            sightings: vec![record(first, None, JoinedBy::New)],
         };
-        let event = VisitEvent::of(&visit, EventKind::New, &s.camera, s.time_ms, None, None);
-        tracing::debug!(visit = %id, camera = %s.camera, time_ms = s.time_ms, "Visit started");
+        tracing::debug!(visit = %id, camera = %s.camera, time_ms = s.time_ms, held = held.len(), "Visit started");
         self.open.insert(id, visit);
         self.summary.visits_opened += 1;
+        if !held.is_empty() {
+            let by_track = Assignment {
+                visit_id: id,
+                similarity: None,
+                joined_by: JoinedBy::Track,
+            };
+            for h in held[1..].iter().chain([s]) {
+                // Announced together by the `new` event below.
+                let _ = self.join(h, by_track);
+            }
+        }
+        let visit = &self.open[&id];
+        let event = VisitEvent::of(visit, EventKind::New, &s.camera, s.time_ms, None, None);
         let a = Assignment {
             visit_id: id,
             similarity: None,
@@ -1122,5 +1328,111 @@ mod tests {
         for cameras in visits {
             assert_eq!(cameras, ["front", "mirror"]);
         }
+    }
+
+    /// A sighting cut by the frame's edge: its crop looks like `cut` of
+    /// the way to nobody in particular.
+    fn entering(camera: &str, time_ms: u64, x: f32, person: u64, cut: f32) -> Sighting {
+        let half_seen = blend(&unit(DIM, person), &unit(DIM, 5000 + time_ms), cut);
+        at(camera, time_ms, x, half_seen).at_edge(true)
+    }
+
+    #[test]
+    fn a_person_walking_in_from_the_edge_joins_the_visit_their_whole_view_matches() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        // Seen whole on the hall camera first.
+        let hall = t.observe(&[at("hall", 0, 200.0, unit(DIM, 1))]).unwrap();
+        let visit = visit_of(&hall, 0);
+        // Then walking into the porch camera from its edge: the first crops
+        // are too cut to match, and are held rather than opening a visit.
+        for (k, time) in [200u64, 400].into_iter().enumerate() {
+            let o = t
+                .observe(&[entering("porch", time, 5.0 * k as f32, 1, 0.7)])
+                .unwrap();
+            assert_eq!(o.assignments, [None]);
+            assert!(o.events.is_empty(), "{:?}", kinds(&o.events));
+        }
+        // Fully in view: the held person joins the hall visit, with the
+        // sightings held.
+        let o = t.observe(&[at("porch", 600, 10.0, unit(DIM, 1))]).unwrap();
+        assert_eq!(visit_of(&o, 0), visit);
+        assert_eq!(o.settled.len(), 1);
+        assert_eq!(o.settled[0].visit_id, visit);
+        assert_eq!(
+            o.settled[0]
+                .sightings
+                .iter()
+                .map(|s| s.0)
+                .collect::<Vec<_>>(),
+            [200, 400]
+        );
+        assert_eq!(t.summary().visits_opened, 1);
+        let v = t.open_visits().next().unwrap();
+        assert_eq!(v.cameras, ["hall", "porch"]);
+        assert_eq!(v.sightings.len(), 4);
+    }
+
+    #[test]
+    fn a_new_person_leaving_the_edge_opens_one_visit_holding_all_their_sightings() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        for (k, time) in [0u64, 200, 400].into_iter().enumerate() {
+            let o = t
+                .observe(&[entering("porch", time, 5.0 * k as f32, 7, 0.3)])
+                .unwrap();
+            assert!(o.events.is_empty());
+        }
+        let o = t.observe(&[at("porch", 600, 15.0, unit(DIM, 7))]).unwrap();
+        assert_eq!(kinds(&o.events), [(EventKind::New, "v-000001".into())]);
+        let new = &o.events[0];
+        assert_eq!(
+            (new.first_seen_ms, new.last_seen_ms, new.sightings),
+            (0, 600, 4)
+        );
+        assert_eq!(o.settled[0].sightings.len(), 3);
+        // And the track carries on as any other.
+        let o = t.observe(&[at("porch", 800, 20.0, unit(DIM, 7))]).unwrap();
+        assert_eq!(visit_of(&o, 0), VisitId(1));
+        assert_eq!(t.summary().visits_opened, 1);
+    }
+
+    #[test]
+    fn somebody_who_stays_at_the_edge_opens_a_visit_once_the_hold_runs_out() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let hold = config().edge_pending_ms;
+        let mut opened_at = None;
+        for frame in 0..20u64 {
+            let time = frame * 200;
+            let o = t
+                .observe(&[at("porch", time, 0.0, unit(DIM, 3)).at_edge(true)])
+                .unwrap();
+            if o.events.iter().any(|e| e.kind == EventKind::New) {
+                opened_at = Some(time);
+                break;
+            }
+        }
+        assert_eq!(opened_at, Some(hold));
+    }
+
+    #[test]
+    fn a_glimpse_at_the_edge_that_is_gone_opens_nothing() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        t.observe(&[entering("porch", 0, 0.0, 4, 0.5)]).unwrap();
+        t.observe(&[entering("porch", 200, 2.0, 4, 0.5)]).unwrap();
+        // Nobody after that: the held person ages out like a track.
+        let events = t.tick(200 + config().tracker_max_gap_ms + 1);
+        assert!(events.is_empty());
+        let s = t.summary();
+        assert_eq!((s.visits_opened, s.edge_glimpses_dropped), (0, 1));
+    }
+
+    #[test]
+    fn with_no_edge_hold_a_person_at_the_edge_opens_a_visit_at_once() {
+        let mut t = VisitTracker::new(IdentityConfig {
+            edge_pending_ms: 0,
+            ..config()
+        })
+        .unwrap();
+        let o = t.observe(&[entering("porch", 0, 0.0, 4, 0.5)]).unwrap();
+        assert_eq!(kinds(&o.events), [(EventKind::New, "v-000001".into())]);
     }
 }

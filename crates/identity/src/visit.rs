@@ -153,4 +153,7 @@ pub struct IdentitySummary {
     pub embeddings_reused: u64,
     /// Low-confidence boxes that continued no track and were dropped.
     pub low_score_dropped: u64,
+    /// New people seen only at a frame's edge, and gone before
+    /// `edge_pending_ms`: they opened no visit.
+    pub edge_glimpses_dropped: u64,
 }
