@@ -199,7 +199,7 @@ impl IdentityConfig {
         check(
             self.edge_pending_ms <= 10_000,
             "edge_pending_ms",
-            "must be at most 10000 (a new visit's alert waits this long at most)",
+            "must be at most 10000 ms (a new visit's alert may wait this long)",
         );
         check(
             self.snapshot_update_gain >= 1.0,
@@ -263,7 +263,7 @@ fn default_identical_similarity() -> f32 {
     0.95
 }
 fn default_edge_pending_ms() -> u64 {
-    1000
+    600
 }
 
 #[cfg(test)]
