@@ -283,10 +283,16 @@ mod tests {
             similarity_threshold: 1.5,
             hnsw_m: 1000,
             window_ms: 0,
+            edge_pending_ms: 60_000,
             ..IdentityConfig::default()
         };
         let err = config.validate().unwrap_err().to_string();
-        for key in ["similarity_threshold", "hnsw_m", "window_ms"] {
+        for key in [
+            "similarity_threshold",
+            "hnsw_m",
+            "window_ms",
+            "edge_pending_ms",
+        ] {
             assert!(err.contains(key), "{err}");
         }
     }
