@@ -303,31 +303,25 @@ impl VisitTracker {
         let mut assigned: Vec<Option<Assignment>> = vec![None; sightings.len()];
         let mut taken: HashSet<VisitId> = HashSet::new();
         self.continue_tracks(&camera, now, sightings, &mut assigned, &mut taken);
-        let mut pending = self.pending.remove(&camera).unwrap_or_default();
+        let pending = self.pending.remove(&camera).unwrap_or_default();
         let continues = self.continue_pending(&pending, now, sightings, &assigned);
         // A person held at the edge is matched on everything seen of them.
         let keep = self.config.track_descriptor_crops;
-        let queries: Vec<Vec<f32>> = sightings
+        let held_looks: Vec<Option<Vec<f32>>> = sightings
             .iter()
             .zip(&continues)
-            .map(|(s, k)| match k {
-                Some(k) => pending[*k].descriptor_with(s, keep),
-                None => s.embedding.clone(),
-            })
+            .map(|(s, k)| k.map(|k| pending[k].descriptor_with(s, keep)))
             .collect();
         self.join_simultaneous(&camera, now, sightings, &mut assigned, &mut taken);
-        self.match_appearance(now, sightings, &queries, &mut assigned, &mut taken)?;
+        self.match_appearance(now, sightings, &held_looks, &mut assigned, &mut taken)?;
 
         let mut assignments = Vec::with_capacity(sightings.len());
         let mut tracks = Vec::with_capacity(sightings.len());
         let mut settled = Vec::new();
         let mut still_pending = Vec::new();
-        let mut continued = vec![false; pending.len()];
+        let mut pending: Vec<Option<Pending>> = pending.into_iter().map(Some).collect();
         for ((s, a), k) in sightings.iter().zip(assigned).zip(continues) {
-            let held = k.map(|k| {
-                continued[k] = true;
-                std::mem::replace(&mut pending[k], Pending::new(s))
-            });
+            let held = k.and_then(|k| pending[k].take());
             let (a, held) = match (a, held) {
                 (Some(a), held) => {
                     if let Some(p) = &held {
@@ -427,10 +421,8 @@ impl VisitTracker {
         tracks.extend(kept.into_iter().filter(|t| !taken.contains(&t.visit)));
         self.tracks.insert(camera.clone(), tracks);
         let max_gap = self.config.tracker_max_gap_ms;
-        for (p, continued) in pending.into_iter().zip(continued) {
-            if continued {
-                continue;
-            }
+        // Held people no box continued this frame.
+        for p in pending.into_iter().flatten() {
             if p.time_ms.saturating_add(max_gap) >= now {
                 still_pending.push(p);
             } else {
@@ -696,12 +688,14 @@ impl VisitTracker {
     /// one-to-one, most similar pair first. A visit already given a box of
     /// this frame is not a candidate, so two people seen at once on one
     /// camera are never one visit; a visit keeps one track per camera, and
-    /// a sighting that joins it replaces the track it had there.
+    /// a sighting that joins it replaces the track it had there. A sighting
+    /// of a person held at the edge is matched on `held_looks[i]`, the
+    /// descriptor of everything seen of them.
     fn match_appearance(
         &self,
         now: u64,
         sightings: &[Sighting],
-        queries: &[Vec<f32>],
+        held_looks: &[Option<Vec<f32>>],
         assigned: &mut [Option<Assignment>],
         taken: &mut HashSet<VisitId>,
     ) -> Result<(), IdentityError> {
@@ -711,9 +705,11 @@ impl VisitTracker {
             if assigned[i].is_some() || s.score < self.config.track_high_score {
                 continue;
             }
-            let hits = self
-                .index
-                .query(&queries[i], self.config.neighbours, since)?;
+            let hits = self.index.query(
+                held_looks[i].as_deref().unwrap_or(&s.embedding),
+                self.config.neighbours,
+                since,
+            )?;
             // Best similarity per visit.
             let mut best: HashMap<VisitId, f32> = HashMap::new();
             for h in hits {
