@@ -105,6 +105,23 @@ impl StageGraph {
         self
     }
 
+    /// Runs the detector and the embedder once on blank input, so that
+    /// their buffers reach full size before the first camera frame: memory
+    /// then stays level from the start, and no camera's first frame pays
+    /// for the runtime's first run.
+    pub fn warm_up(&mut self) -> Result<(), StageError> {
+        self.detector
+            .warm_up()
+            .map_err(|e| failed("detect")(e.to_string()))?;
+        if let Some(identity) = self.identity.as_mut() {
+            identity
+                .embedder
+                .warm_up()
+                .map_err(|e| failed("embed")(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Whether somebody was seen on `camera` within a visit's end time.
     pub fn person_present(&self, camera: &str) -> bool {
         self.present.get(camera).copied().unwrap_or(false)

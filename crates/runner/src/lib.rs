@@ -43,6 +43,9 @@ pub enum RunnerError {
     /// A thread could not be started.
     #[error("cannot start a pipeline thread: {0}")]
     Thread(String),
+    /// A model failed on its warm-up run, before any camera started.
+    #[error("the models' warm-up run failed: {0}")]
+    WarmUp(StageError),
     /// The HTTP address cannot be bound.
     #[error("cannot listen on {addr}: {message} (set [http] listen to a free HOST:PORT)")]
     Listen {

@@ -58,9 +58,11 @@ impl std::fmt::Debug for LiveRunner {
 }
 
 impl LiveRunner {
-    /// Starts one supervisor thread per camera and the inference thread.
+    /// Warms the models up (see [`StageGraph::warm_up`]), then starts one
+    /// supervisor thread per camera and the inference thread.
     pub fn start(cameras: Vec<CameraSpec>, mut stages: Stages) -> Result<Self, RunnerError> {
         stages.graph.drop_model_work_of_ended_visits(true);
+        stages.graph.warm_up().map_err(RunnerError::WarmUp)?;
         let telemetry = Arc::new(Telemetry::new(
             cameras
                 .iter()

@@ -109,6 +109,22 @@ impl Detector {
         self.layout.score_threshold = threshold;
     }
 
+    /// Detects once on a blank picture of the model's input size, so that
+    /// the runtime's buffers are allocated (and its first, slow run is
+    /// spent) at load rather than on a camera's first frame.
+    pub fn warm_up(&mut self) -> Result<(), VisionError> {
+        let (w, h) = (self.layout.input.width.max(1), self.layout.input.height.max(1));
+        let frame = Frame::new(
+            std::sync::Arc::from("warm-up"),
+            0,
+            std::time::Duration::ZERO,
+            w,
+            h,
+            vec![128; w as usize * h as usize * 3],
+        );
+        self.detect(&frame).map(|_| ())
+    }
+
     /// Runs the whole stage on one frame.
     pub fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, VisionError> {
         self.detect_timed(frame).map(|(d, _)| d)
