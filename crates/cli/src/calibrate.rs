@@ -1,12 +1,13 @@
 //! `streamer models calibrate`: measures an embedder's mean person embedding
 //! on footage, for embedders whose layout names a `centre` file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use streamer_core::layout::EmbedderLayout;
 use streamer_models::ModelCache;
 use streamer_vision::{calibration_path, Calibration};
 
@@ -61,20 +62,19 @@ pub fn run(cache: &ModelCache, args: CalibrateArgs) -> Result<()> {
     };
     let model_path = cache.require(&args.embedder)?;
     let out = calibration_path(&model_path, &file);
+    let model_sha256 = streamer_models::sha256_file(&model_path)?;
     if out.exists() && !args.force {
-        let current = Calibration::read(&out, layout.dim)?;
-        if current.colour_mean.is_some() || layout.colour_weight == 0.0 {
-            eprintln!(
-                "{} is calibrated: {} (--force to measure again)",
-                args.embedder,
-                out.display()
-            );
-            return Ok(());
+        match stale_because(&out, &layout, &model_sha256) {
+            None => {
+                eprintln!(
+                    "{} is calibrated: {} (--force to measure again)",
+                    args.embedder,
+                    out.display()
+                );
+                return Ok(());
+            }
+            Some(why) => eprintln!("{}: {why}: measuring again", args.embedder),
         }
-        eprintln!(
-            "{} was calibrated without the mean colour signature: measuring again",
-            args.embedder
-        );
     }
 
     let (footage, skip) = if args.footage.is_empty() {
@@ -139,6 +139,7 @@ pub fn run(cache: &ModelCache, args: CalibrateArgs) -> Result<()> {
     let average =
         |sum: &[f64]| -> Vec<f32> { sum.iter().map(|s| (s / crops as f64) as f32).collect() };
     let calibration = Calibration {
+        model_sha256: Some(model_sha256),
         model: model_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -168,4 +169,25 @@ pub fn run(cache: &ModelCache, args: CalibrateArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Why the calibration file at `out` no longer fits the embedder, if it
+/// does not: another model file (a converter that changed), another vector
+/// length, or no colour mean where the layout weighs colour.
+fn stale_because(out: &Path, layout: &EmbedderLayout, model_sha256: &str) -> Option<String> {
+    let current = match Calibration::read(out, layout.dim) {
+        Ok(c) => c,
+        Err(e) => return Some(e.to_string()),
+    };
+    match current.model_sha256.as_deref() {
+        None => return Some("it does not say which model file it was measured on".into()),
+        Some(sha) if sha != model_sha256 => {
+            return Some("it was measured on another version of the model file".into())
+        }
+        Some(_) => {}
+    }
+    if current.colour_mean.is_none() && layout.colour_weight > 0.0 {
+        return Some("it was calibrated without the mean colour signature".into());
+    }
+    None
 }

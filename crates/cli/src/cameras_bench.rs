@@ -65,6 +65,13 @@ struct Step {
     latency_p50_ms: f64,
     latency_p95_ms: f64,
     latency_max_ms: f64,
+    /// Share of the step the inference thread spent in the stages.
+    inference_busy_pct: f64,
+    /// Mean time in the stages of a frame the gate passed, and the part of
+    /// it spent detecting and embedding.
+    passed_frame_ms: f64,
+    detect_ms: f64,
+    embed_ms: f64,
     min_camera_fps: f64,
     alerts: usize,
     alert_max_ms: Option<f64>,
@@ -262,7 +269,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 
 fn print_step(s: &Step) {
     eprintln!(
-        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | min fps {:.2} | alerts {} (max {} ms){}",
+        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | inference busy {:.0} %, {:.0} ms a passed frame (detect {:.0}, embed {:.0}) | min fps {:.2} | alerts {} (max {} ms){}",
         s.cameras,
         if s.sustained { "ok  " } else { "FAIL" },
         s.cpu_per_camera_pct,
@@ -275,6 +282,10 @@ fn print_step(s: &Step) {
         s.latency_p50_ms,
         s.latency_p95_ms,
         s.latency_max_ms,
+        s.inference_busy_pct,
+        s.passed_frame_ms,
+        s.detect_ms,
+        s.embed_ms,
         s.min_camera_fps,
         s.alerts,
         s.alert_max_ms.map_or("-".into(), |v| format!("{v:.0}")),
@@ -323,6 +334,14 @@ struct Measured {
     latencies: Vec<f64>,
     /// First sighting of a new visit to its stage one stored, ms.
     alerts: Vec<f64>,
+    /// Time in the stages, every frame.
+    busy: Duration,
+    /// Of frames the gate passed: how many, and their time in the stages,
+    /// detecting and embedding.
+    passed: u64,
+    passed_busy: Duration,
+    detect: Duration,
+    embed: Duration,
 }
 
 struct Recorder(Arc<Mutex<Measured>>);
@@ -331,8 +350,13 @@ impl Observer for Recorder {
     fn frame(&mut self, frame: &Frame, outcome: &FrameOutcome) {
         let since_arrival = wall_now().saturating_sub(frame.pts).as_secs_f64() * 1000.0;
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.busy += outcome.elapsed;
         if outcome.gate.is_none_or(|g| g.passes()) {
             m.latencies.push(since_arrival);
+            m.passed += 1;
+            m.passed_busy += outcome.elapsed;
+            m.detect += outcome.timings.total();
+            m.embed += outcome.embed_time;
         }
         // From the visit's first sighting, which may be frames earlier
         // (a person walking in at the frame's edge is held a moment).
@@ -490,6 +514,7 @@ fn run_step(
         }
     };
     let alert_max = m.alerts.iter().copied().reduce(f64::max);
+    let per_passed = |d: Duration| d.as_secs_f64() * 1000.0 / m.passed.max(1) as f64;
     let mut why_not = Vec::new();
     if dropped_pct >= 1.0 {
         why_not.push(format!("{dropped_pct:.1} % of passed frames dropped"));
@@ -523,6 +548,10 @@ fn run_step(
         latency_p50_ms: pct(0.5),
         latency_p95_ms: pct(0.95),
         latency_max_ms: lat.last().copied().unwrap_or(0.0),
+        inference_busy_pct: 100.0 * m.busy.as_secs_f64() / elapsed,
+        passed_frame_ms: per_passed(m.passed_busy),
+        detect_ms: per_passed(m.detect),
+        embed_ms: per_passed(m.embed),
         min_camera_fps: min_fps,
         alerts: m.alerts.len(),
         alert_max_ms: alert_max,

@@ -255,6 +255,27 @@ fn print_similarities(frames: &[&[Labelled]]) {
             }
         }
     }
+    // AUC: the chance that a same-person pair is more alike than a
+    // different-people pair (ties count half).
+    let mut all: Vec<(f32, bool)> = same.iter().map(|s| (*s, true)).collect();
+    all.extend(other.iter().map(|s| (*s, false)));
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut below, mut wins) = (0f64, 0f64);
+    let mut i = 0;
+    while i < all.len() {
+        let j = (i..all.len())
+            .find(|&j| all[j].0 != all[i].0)
+            .unwrap_or(all.len());
+        let tied_other = all[i..j].iter().filter(|x| !x.1).count() as f64;
+        let tied_same = (j - i) as f64 - tied_other;
+        wins += tied_same * (below + tied_other / 2.0);
+        below += tied_other;
+        i = j;
+    }
+    eprintln!(
+        "similarity AUC, same person against different people: {:.3}",
+        wins / (same.len().max(1) as f64 * other.len().max(1) as f64)
+    );
     for (name, v) in [("same person", &mut same), ("different people", &mut other)] {
         v.sort_by(f32::total_cmp);
         let q = |f: f64| v[((v.len() - 1) as f64 * f) as usize];

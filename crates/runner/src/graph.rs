@@ -48,6 +48,9 @@ pub struct FrameOutcome {
     /// Stage one of each alert this frame opened, with a way to wait for
     /// stage two.
     pub alerts: Vec<AlertReceipt>,
+    /// Time in all the stages together (gate, detect, embed, identity,
+    /// alerts' stage one).
+    pub elapsed: Duration,
 }
 
 /// A stage failed on a frame.
@@ -172,6 +175,13 @@ impl StageGraph {
 
     /// Runs one frame through every stage.
     pub fn process(&mut self, frame: &Frame) -> Result<FrameOutcome, StageError> {
+        let started = Instant::now();
+        let mut outcome = self.run_stages(frame)?;
+        outcome.elapsed = started.elapsed();
+        Ok(outcome)
+    }
+
+    fn run_stages(&mut self, frame: &Frame) -> Result<FrameOutcome, StageError> {
         let gate = self.gate.as_mut().map(|gate| {
             let visit_open = self.present.get(&*frame.camera).copied().unwrap_or(false);
             gate.judge(frame, visit_open)

@@ -113,7 +113,10 @@ impl Detector {
     /// the runtime's buffers are allocated (and its first, slow run is
     /// spent) at load rather than on a camera's first frame.
     pub fn warm_up(&mut self) -> Result<(), VisionError> {
-        let (w, h) = (self.layout.input.width.max(1), self.layout.input.height.max(1));
+        let (w, h) = (
+            self.layout.input.width.max(1),
+            self.layout.input.height.max(1),
+        );
         let frame = Frame::new(
             std::sync::Arc::from("warm-up"),
             0,

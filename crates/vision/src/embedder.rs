@@ -298,6 +298,10 @@ pub fn calibration_path(model: &Path, file: &str) -> PathBuf {
 pub struct Calibration {
     /// File name of the model it was measured with.
     pub model: String,
+    /// That model file's sha256: a converter that changes the model makes
+    /// `streamer models calibrate` measure again. Absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_sha256: Option<String>,
     /// What it was measured on (footage and time range).
     pub source: String,
     /// Person crops averaged.
@@ -420,6 +424,7 @@ mod tests {
         let path = dir.path().join("m.person-mean.json");
         let calibration = Calibration {
             model: "m.onnx".into(),
+            model_sha256: Some("ab".repeat(32)),
             source: "test".into(),
             crops: 2,
             mean: vec![0.5, 0.5],
