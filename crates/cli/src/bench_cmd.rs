@@ -114,9 +114,9 @@ pub struct BenchArgs {
     /// Cameras mode: the person embedder, by name.
     #[arg(long, default_value = "mobilenetv2-embedder")]
     pub embedder: String,
-    /// Cameras mode: measured seconds for each number of cameras (5-80;
-    /// from 4 s into the footage, so 30 s of the idle footage hold 16 s of
-    /// empty scene, a visit of 8 s and its end).
+    /// Cameras mode: measured seconds for each number of cameras (5-80).
+    /// Steps on idle footage last at least its whole 96 s cycle, so that
+    /// every camera shows the footage's own share of idle time.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
     /// Cameras mode: the most cameras to try.

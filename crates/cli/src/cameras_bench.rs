@@ -89,6 +89,7 @@ struct Case {
 struct Report {
     detect_fps: u32,
     seconds_per_step: u64,
+    seconds_per_idle_step: u64,
     inference_ms: f64,
     inference_bound_cameras: f64,
     cases: Vec<Case>,
@@ -121,8 +122,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     for k in 0..IDLE_VARIANTS {
         let offset = 8.0 * k as f64;
         let plan = streamer_footage::rotate(&streamer_footage::standard_plan(), offset);
+        // Two cycles: a step of one whole cycle plus the warm-up.
+        let twice: Vec<Piece> = std::iter::repeat_n(plan.clone(), 2).flatten().collect();
         let path = dir.path().join(format!("idle{k}.mp4"));
-        streamer_footage::make(&vtest, DETECT_FPS, &plan, &path)?;
+        streamer_footage::make(&vtest, DETECT_FPS, &twice, &path)?;
         mounts.push((format!("idle{k}"), path));
         if args.soak_minutes > 0 {
             let long: Vec<Piece> = std::iter::repeat_n(plan, soak_repeats).flatten().collect();
@@ -140,6 +143,15 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         frame.0, frame.1
     );
     let seconds = args.seconds.clamp(5, 80);
+    // An idle step lasts at least one whole cycle of the plan, so that every
+    // camera shows the footage's own share of idle time. A shorter window
+    // starting where each stream starts would catch a visit on most
+    // cameras and overstate the load.
+    let idle_cycle: f64 = streamer_footage::standard_plan()
+        .iter()
+        .map(Piece::seconds)
+        .sum();
+    let idle_seconds = seconds.max(idle_cycle.ceil() as u64);
     if args.soak_cameras.is_some() && args.soak_minutes == 0 {
         bail!("--soak-cameras needs --soak-minutes");
     }
@@ -160,7 +172,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         );
         let mut steps: Vec<Step> = Vec::new();
         let try_n = |n: usize, steps: &mut Vec<Step>| -> Result<bool> {
-            let step = run_step(&cache, args, &server, footage, gate, n, seconds)?;
+            let step_seconds = if footage == "idle" {
+                idle_seconds
+            } else {
+                seconds
+            };
+            let step = run_step(&cache, args, &server, footage, gate, n, step_seconds)?;
             print_step(&step);
             let ok = step.sustained;
             steps.push(step);
@@ -240,7 +257,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     };
     drop(server);
     eprintln!(
-        "\nsummary ({DETECT_FPS} fps detect, {seconds} s a step; inference bound {bound:.1}):"
+        "\nsummary ({DETECT_FPS} fps detect, {seconds} s a step, {idle_seconds} s on idle footage; inference bound {bound:.1}):"
     );
     eprintln!("  footage  gate  cameras sustained");
     for case in &cases {
@@ -254,6 +271,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let report = Report {
         detect_fps: DETECT_FPS,
         seconds_per_step: seconds,
+        seconds_per_idle_step: idle_seconds,
         inference_ms,
         inference_bound_cameras: bound,
         cases,

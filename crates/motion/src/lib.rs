@@ -11,6 +11,12 @@
 //! frame has motion when the changed cells cover at least `min_area` of
 //! the watched ones.
 //!
+//! A cell that differs from the background but holds still from frame to
+//! frame for a second is a static change, not motion (a bag put down, or
+//! the bare floor where somebody stood long enough to be half learnt: a
+//! "ghost"); it is taken into the background at once instead of keeping
+//! the gate open while the running average catches up.
+//!
 //! A change across most of the picture at once (an IR cut filter
 //! switching, a cloud, a light turned on) is not motion: the background is
 //! reset to the new picture, so the gate closes again on the next frame.
@@ -40,6 +46,11 @@ const LEARN_STILL: f32 = 0.05;
 const LEARN_MOVING: f32 = 0.01;
 /// A cell's change counts when it exceeds this many times its noise level.
 const NOISE_FACTOR: f32 = 3.0;
+/// A cell that differs from the background but has not changed from frame
+/// to frame for this long is a static change, not motion: something left
+/// behind, or the empty floor where somebody stood while the background
+/// learnt them (a "ghost"). It is taken into the background at once.
+const STATIC_AFTER_MS: u64 = 1000;
 
 /// One camera's motion settings (`[cameras.<name>.motion]`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -180,6 +191,10 @@ pub struct MotionDetector {
     background: Vec<f32>,
     noise: Vec<f32>,
     grey: Vec<f32>,
+    /// The previous frame's grey cells, and since when (frame time, ms)
+    /// each cell has stayed as it was from frame to frame.
+    previous: Vec<f32>,
+    steady_since_ms: Vec<u64>,
     /// Per-frame scratch, kept to spare an allocation a frame.
     changed: Vec<bool>,
     diffs: Vec<f32>,
@@ -197,6 +212,8 @@ impl MotionDetector {
             background: Vec::new(),
             noise: Vec::new(),
             grey: Vec::new(),
+            previous: Vec::new(),
+            steady_since_ms: Vec::new(),
             changed: Vec::new(),
             diffs: Vec::new(),
         }
@@ -219,8 +236,8 @@ impl MotionDetector {
         let (g_mean, g_spread) = mean_spread(&self.grey, &self.watched);
         let (b_mean, b_spread) = mean_spread(&self.background, &self.watched);
         let gain = b_spread / g_spread.max(1.0);
-        let expected = |i: usize| (self.grey[i] - g_mean) * gain + b_mean;
         let floor = f32::from(self.config.threshold);
+        let now_ms = frame.pts_ms();
         let mut changed_cells = 0usize;
         let mut changed = std::mem::take(&mut self.changed);
         let mut diffs = std::mem::take(&mut self.diffs);
@@ -232,16 +249,29 @@ impl MotionDetector {
             if !self.watched[i] {
                 continue;
             }
-            let diff = expected(i) - self.background[i];
+            let expected = (self.grey[i] - g_mean) * gain + b_mean;
+            let diff = expected - self.background[i];
             diffs[i] = diff;
-            if diff.abs() > floor.max(NOISE_FACTOR * self.noise[i]) {
-                *c = true;
-                changed_cells += 1;
+            let allowed = floor.max(NOISE_FACTOR * self.noise[i]);
+            if (self.grey[i] - self.previous[i]).abs() > allowed {
+                self.steady_since_ms[i] = now_ms;
+            }
+            if diff.abs() > allowed {
+                if now_ms.saturating_sub(self.steady_since_ms[i]) >= STATIC_AFTER_MS {
+                    // A static change: background from now on.
+                    self.background[i] = expected;
+                    diffs[i] = 0.0;
+                } else {
+                    *c = true;
+                    changed_cells += 1;
+                }
             }
         }
+        self.previous.copy_from_slice(&self.grey);
         let area = changed_cells as f32 / self.watched_count as f32;
         if area >= self.config.global_change {
             self.background.copy_from_slice(&self.grey);
+            self.steady_since_ms.fill(now_ms);
             (self.changed, self.diffs) = (changed, diffs);
             return Motion::LightingChange { area };
         }
@@ -282,6 +312,8 @@ impl MotionDetector {
         self.watched_count = self.watched.iter().filter(|w| **w).count();
         small_grey(frame, self.grid, &mut self.grey);
         self.background = self.grey.clone();
+        self.previous = self.grey.clone();
+        self.steady_since_ms = vec![frame.pts_ms(); self.grey.len()];
         self.noise = vec![f32::from(self.config.threshold) / NOISE_FACTOR; self.grey.len()];
     }
 }
@@ -534,6 +566,39 @@ mod tests {
         match d.observe(&scene(20, Some((100, 100)), 0)) {
             Motion::Moving { area } => assert!(area > 0.01, "{area}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_static_change_closes_the_gate_after_a_second_and_movement_keeps_it_open() {
+        let mut d = MotionDetector::new(MotionConfig::default());
+        d.observe(&scene(0, None, 0));
+        // A block appears and stays (a bag put down): motion for about a
+        // second (frames every 200 ms), then still.
+        let moving: Vec<u64> = (1..20)
+            .filter(|&seq| {
+                matches!(
+                    d.observe(&scene(seq, Some((100, 100)), 0)),
+                    Motion::Moving { .. }
+                )
+            })
+            .collect();
+        assert_eq!(moving, [1, 2, 3, 4, 5], "{moving:?}");
+        // Taken away again: the bare floor is a ghost for a second too.
+        let ghost: Vec<u64> = (20..40)
+            .filter(|&seq| matches!(d.observe(&scene(seq, None, 0)), Motion::Moving { .. }))
+            .collect();
+        assert_eq!(ghost, [20, 21, 22, 23, 24], "{ghost:?}");
+        // A block that keeps moving is motion on every frame.
+        for seq in 40..60 {
+            let x = 20 + (seq as u32 - 40) * 12;
+            assert!(
+                matches!(
+                    d.observe(&scene(seq, Some((x, 100)), 0)),
+                    Motion::Moving { .. }
+                ),
+                "frame {seq}"
+            );
         }
     }
 
