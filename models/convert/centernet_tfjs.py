@@ -15,7 +15,13 @@ into a temporary directory before tf2onnx sees it:
     are filled in from TensorFlow's op registry.
 
 Usage:
-  python centernet_tfjs.py --model-json models/centernet.json --output centernet.onnx
+  python centernet_tfjs.py --model-json models/centernet.json --output centernet.onnx \
+      [--input-size WIDTHxHEIGHT]
+
+`--input-size` re-sizes a converted CenterNet for another picture size than
+the 512x512 it was exported with (see `resize_centernet`): the network is
+convolutional, but the export baked two numbers of its decoder from the input
+size, and those are rewritten for the new one.
 
 Needs the pinned packages in requirements.txt (tensorflow-cpu, tf2onnx, onnx).
 """
@@ -222,6 +228,75 @@ def finalize(path, source_name, sig_shapes):
     return lines
 
 
+def parse_size(text):
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 416x320")
+    if width <= 0 or height <= 0 or width % 32 or height % 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sides must be positive multiples of 32")
+    return width, height
+
+
+def resize_centernet(path, width, height):
+    """Make the CenterNet graph at `path` take NHWC pictures of width x height.
+
+    The backbone and the feature pyramid are convolutions and scale-2
+    upsampling, so they follow any size whose sides are multiples of 32 (the
+    deepest stride). The decoder is where tf2onnx folded the 512x512 export
+    into constants: the heatmaps are H/4 x W/4 cells, TopK picks the best
+    (cell, class) pairs of the flattened class heatmap, the cell is split
+    into row and column by dividing by the heatmap width, and the box sizes
+    are gathered from the size map reshaped to [cells, 4]. Those two
+    constants (the heatmap width, the number of cells) are the only ones
+    tied to the input size; each is found by its value and by the node that
+    uses it, and the conversion fails if either is not exactly where
+    expected.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    graph = model.graph
+    (image,) = graph.input
+    dims = image.type.tensor_type.shape.dim
+    old_h, old_w = dims[1].dim_value, dims[2].dim_value
+    if len(dims) != 4 or dims[3].dim_value != 3:
+        raise ConvertError("--input-size: the input is not one NHWC picture")
+    old_cells, new_cells = (old_h // 4) * (old_w // 4), (height // 4) * (width // 4)
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    cells, row_width = [], []
+    for init in graph.initializer:
+        value = numpy_helper.to_array(init)
+        users = consumers.get(init.name, [])
+        if value.tolist() == [old_cells, 4] and users == ["Reshape"]:
+            cells.append((init, [new_cells, 4]))
+        elif value.shape == () and value.item() == old_w // 4 and sorted(users) == ["Div", "Mul"]:
+            row_width.append((init, width // 4))
+    if len(cells) != 1 or len(row_width) != 1:
+        raise ConvertError(
+            f"--input-size: expected one [cells, 4] reshape and one heatmap-width constant, "
+            f"found {len(cells)} and {len(row_width)}: not the CenterNet decoder this knows")
+    for init, new in cells + row_width:
+        old = numpy_helper.to_array(init)
+        init.CopyFrom(numpy_helper.from_array(np.array(new, dtype=old.dtype).reshape(old.shape), init.name))
+    dims[1].dim_value, dims[2].dim_value = height, width
+    for output in graph.output:
+        out = output.type.tensor_type.shape.dim
+        if len(out) == 4:
+            out[1].dim_value, out[2].dim_value = height // 4, width // 4
+    del graph.value_info[:]
+    # Strict inference re-derives every shape from the new input and fails on
+    # any that no longer fits (a concatenation of mismatched feature maps).
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    onnx.save(model, path)
+    print(f"input size {old_w}x{old_h} -> {width}x{height}", file=sys.stderr)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Repair a TFJS graph model and convert it to ONNX.")
     parser.add_argument("--model-json", required=True, help="path to the TFJS model.json (weights beside it)")
@@ -229,6 +304,8 @@ def main(argv=None):
     parser.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
     parser.add_argument("--outputs", default=None,
                         help="comma-separated graph outputs to keep (default: the model signature's)")
+    parser.add_argument("--input-size", type=parse_size, default=None, metavar="WIDTHxHEIGHT",
+                        help="re-size the converted CenterNet for this picture size")
     args = parser.parse_args(argv)
 
     if not os.path.isfile(args.model_json):
@@ -247,6 +324,8 @@ def main(argv=None):
             print(f"repaired graph: added TArgs to {stats['targs']} nodes, "
                   f"{stats['defaults']} default attributes", file=sys.stderr)
             run_tf2onnx(staged, tmp_out, args.opset, args.outputs)
+        if args.input_size is not None:
+            resize_centernet(tmp_out, *args.input_size)
         for line in finalize(tmp_out, os.path.basename(args.model_json), sig_shapes):
             print(line)
         with open(tmp_out, "rb") as f:

@@ -74,9 +74,11 @@ fn ensure_venv() -> Result<PathBuf, ModelError> {
     Ok(py)
 }
 
-/// Converts `input` (the first source member) into `output` with the named converter.
+/// Converts `input` (the first source member) into `output` with the named
+/// converter, passing it `args` besides its input and output.
 pub(crate) fn convert(
     name: &str,
+    args: &[String],
     input: &Path,
     output: &Path,
     work: &Path,
@@ -94,6 +96,7 @@ pub(crate) fn convert(
         .arg(input)
         .arg("--output")
         .arg(output)
+        .args(args)
         .env("TF_CPP_MIN_LOG_LEVEL", "2"))?;
     if !output.is_file() {
         return Err(ModelError::Other(format!(

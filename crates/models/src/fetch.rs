@@ -183,7 +183,7 @@ impl ModelCache {
                 let input = members.first().ok_or_else(|| {
                     ModelError::Other(format!("{}: no input to convert", entry.name))
                 })?;
-                crate::convert::convert(converter, input, &output, work)?;
+                crate::convert::convert(converter, &entry.convert_args, input, &output, work)?;
             }
             None => {
                 let [single] = members.as_slice() else {

@@ -32,6 +32,9 @@ pub struct ModelEntry {
     /// Converter script in `models/convert/` that turns the source files into `file`.
     #[serde(default)]
     pub convert: Option<String>,
+    /// Extra arguments for the converter (e.g. `["--input-size", "416x320"]`).
+    #[serde(default)]
+    pub convert_args: Vec<String>,
     #[serde(default)]
     pub detector: Option<DetectorLayout>,
     #[serde(default)]
@@ -240,6 +243,7 @@ mod tests {
         for name in [
             "onnxruntime",
             "centernet",
+            "centernet-416x320",
             "mobilenetv2-embedder",
             "qwen2.5-coder-0.5b",
             "smollm2-135m",
@@ -253,6 +257,10 @@ mod tests {
         assert!(m.fetched_by_default().all(|e| e.name != big.name));
         let centernet = m.get("centernet").unwrap().detector.as_ref().unwrap();
         assert_eq!((centernet.input.width, centernet.input.height), (512, 512));
+        let small = m.get("centernet-416x320").unwrap();
+        assert_eq!(small.convert_args, ["--input-size", "416x320"]);
+        let small = small.detector.as_ref().unwrap();
+        assert_eq!((small.input.width, small.input.height), (416, 320));
         assert!(m
             .models
             .iter()

@@ -174,6 +174,7 @@ fn builtin_registry_models_verify_against_their_pins() {
         "vtest",
         "mobilenetv2-embedder",
         "centernet",
+        "centernet-416x320",
     ] {
         cache
             .verify(name)

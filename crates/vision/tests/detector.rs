@@ -107,22 +107,70 @@ fn a_layout_that_does_not_match_the_model_is_a_clear_error() {
 }
 
 fn centernet(cache: &ModelCache) -> Detector {
+    detector_named(cache, "centernet")
+}
+
+fn detector_named(cache: &ModelCache, name: &str) -> Detector {
     let rt = runtime(cache);
-    let entry = cache.entry("centernet").unwrap();
+    let entry = cache.entry(name).unwrap();
     let path = cache
-        .require("centernet")
+        .require(name)
         .unwrap_or_else(|e| panic!("{e}\n(run `make models`)"));
     Detector::load(rt, &path, entry.detector.clone().unwrap(), 2).unwrap()
 }
 
 /// The first frame of vtest.avi (real pedestrian footage), decoded by GStreamer.
 fn vtest_frame(cache: &ModelCache) -> Frame {
+    vtest_frames(cache, 1).remove(0)
+}
+
+/// The first `n` seconds of vtest.avi, one frame a second.
+fn vtest_frames(cache: &ModelCache, n: usize) -> Vec<Frame> {
     let path = cache
         .require("vtest")
         .unwrap_or_else(|e| panic!("{e}\n(run `make models`)"));
     let fps = streamer_ingest::Fps::from_f64(1.0).unwrap();
     let mut source = streamer_ingest::open(&path, Arc::from("vtest"), fps).unwrap();
-    source.next_frame().unwrap()
+    (0..n).map(|_| source.next_frame().unwrap()).collect()
+}
+
+fn people(detections: Vec<streamer_core::Detection>) -> Vec<streamer_core::Detection> {
+    detections.into_iter().filter(|d| d.is_person()).collect()
+}
+
+#[test]
+fn the_resized_centernet_finds_the_same_pedestrians_as_the_full_one() {
+    // `centernet-416x320` is the 512x512 export with its decoder re-sized
+    // (models/convert/centernet_tfjs.py --input-size): if the re-sizing got
+    // a row/column split or the gather wrong, its boxes would land
+    // elsewhere, so they are matched against the full model's.
+    let cache = ModelCache::from_env();
+    let mut full = centernet(&cache);
+    let mut small = detector_named(&cache, "centernet-416x320");
+    let (mut confident, mut found) = (0, 0);
+    for frame in vtest_frames(&cache, 12) {
+        let reference = people(full.detect(&frame).unwrap());
+        let resized = people(small.detect(&frame).unwrap());
+        for p in &resized {
+            let b = p.bbox;
+            assert!(
+                b.x1 >= 0.0 && b.y1 >= 0.0 && b.x2 <= 768.0 && b.y2 <= 576.0,
+                "{b:?}"
+            );
+        }
+        for r in reference.iter().filter(|r| r.score >= 0.5) {
+            confident += 1;
+            if resized.iter().any(|p| p.bbox.iou(&r.bbox) >= 0.5) {
+                found += 1;
+            }
+        }
+    }
+    println!("of {confident} confident pedestrians of the 512x512 model, 416x320 found {found}");
+    assert!(confident >= 20, "{confident}");
+    assert!(
+        found as f64 >= 0.9 * confident as f64,
+        "416x320 found {found} of {confident}"
+    );
 }
 
 #[test]
