@@ -183,14 +183,14 @@ impl Pending {
             self.motion.update(&s.bbox, s.time_ms);
         }
         self.time_ms = s.time_ms;
-        self.appearance.add(s.quality, &s.embedding, keep);
+        let _ = self.appearance.add(s.quality, &s.embedding, keep);
         self.held.push(s);
     }
 
     /// The descriptor it would have with `s` added.
     fn descriptor_with(&self, s: &Sighting, keep: usize) -> Vec<f32> {
         let mut appearance = self.appearance.clone();
-        appearance.add(s.quality, &s.embedding, keep);
+        let _ = appearance.add(s.quality, &s.embedding, keep);
         appearance.descriptor()
     }
 }
@@ -205,19 +205,24 @@ struct Appearance {
 
 impl Appearance {
     /// Takes a fresh embedding; with `keep == 1` it is the descriptor
-    /// itself, else it joins the best `keep` by quality.
-    fn add(&mut self, quality: f32, embedding: &[f32], keep: usize) {
+    /// itself, else it joins the best `keep` by quality. Returns whether the
+    /// descriptor changed (false: the crop was not among the best `keep`).
+    fn add(&mut self, quality: f32, embedding: &[f32], keep: usize) -> bool {
         if keep <= 1 {
             self.best = vec![(quality, embedding.to_vec())];
-            return;
+            return true;
         }
         let at = self
             .best
             .iter()
             .position(|(q, _)| quality > *q)
             .unwrap_or(self.best.len());
+        if at >= keep {
+            return false;
+        }
         self.best.insert(at, (quality, embedding.to_vec()));
         self.best.truncate(keep);
+        true
     }
 
     /// The L2-normalised mean of the kept embeddings.
@@ -402,8 +407,8 @@ impl VisitTracker {
             if s.embedding_reused {
                 self.summary.embeddings_reused += 1;
             } else {
-                appearance.add(s.quality, &s.embedding, keep);
-                self.index_descriptor(a.visit_id, s, appearance.descriptor())?;
+                let changed = appearance.add(s.quality, &s.embedding, keep);
+                self.index_descriptor(a.visit_id, s, &appearance, changed)?;
             }
             tracks.push(Track {
                 visit: a.visit_id,
@@ -440,16 +445,29 @@ impl VisitTracker {
         })
     }
 
-    /// Puts a visit's new track descriptor in the index, unless the same
-    /// look was stored at this instant already (one scene on two cameras
-    /// would crowd other visits out of a query's nearest neighbours).
+    /// Puts a visit's track descriptor in the index when it changed (a crop
+    /// joined the track's best), or when the visit's last entry is a
+    /// bucket's span old (so a person in view for long stays findable
+    /// within the index's window). Not when the same look was stored at
+    /// this instant already (one scene on two cameras would crowd other
+    /// visits out of a query's nearest neighbours). So the index holds a
+    /// few descriptors a track, not one a sighting.
     fn index_descriptor(
         &mut self,
         visit: VisitId,
         s: &Sighting,
-        descriptor: Vec<f32>,
+        appearance: &Appearance,
+        changed: bool,
     ) -> Result<(), IdentityError> {
-        let repeat = self.last_indexed.get(&visit).is_some_and(|(t, d)| {
+        let last = self.last_indexed.get(&visit);
+        let stale =
+            last.is_none_or(|(t, _)| s.time_ms.saturating_sub(*t) >= self.config.bucket_span_ms);
+        if !changed && !stale {
+            self.summary.descriptors_unchanged += 1;
+            return Ok(());
+        }
+        let descriptor = appearance.descriptor();
+        let repeat = last.is_some_and(|(t, d)| {
             t.abs_diff(s.time_ms) <= SIMULTANEOUS_MS
                 && dot(d, &descriptor) >= self.config.identical_similarity
         });

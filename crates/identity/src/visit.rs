@@ -151,6 +151,9 @@ pub struct IdentitySummary {
     /// Sightings that reused their track's embedding instead of a new one
     /// ([`VisitTracker::reusable_embeddings`](crate::VisitTracker::reusable_embeddings)).
     pub embeddings_reused: u64,
+    /// Fresh embeddings that left their track's descriptor as it was (not
+    /// among its best crops), so nothing new went into the index.
+    pub descriptors_unchanged: u64,
     /// Low-confidence boxes that continued no track and were dropped.
     pub low_score_dropped: u64,
     /// New people seen only at a frame's edge, and gone before

@@ -341,6 +341,8 @@ struct Scores {
     cross_unknown: usize,
     /// Time in `observe` and `reusable_embeddings` (this build's).
     tracking: Duration,
+    /// Descriptors in the identity index at the end.
+    indexed: usize,
 }
 
 /// The key a sighting is found again by, when the tracker hands it to a
@@ -491,6 +493,7 @@ fn run(frames: &[&[Labelled]], config: IdentityConfig) -> Scores {
         cross_wrong: wrong,
         cross_unknown: unknown,
         tracking,
+        indexed: tracker.index().len(),
     }
 }
 
@@ -566,7 +569,7 @@ fn evaluate(name: &str, fx: &Fixture) -> Option<Vec<(u64, Scores)>> {
 
 fn print_row(name: &str, fps: u64, variant: &str, s: &Scores, people: usize, camera_frames: f64) {
     eprintln!(
-        "| {name} | {fps} | {variant} | {:.2} ({}/{people}) | {:.3} | {:.3} | {} right, {} wrong, {} unlabelled | {} | {} | {:.0}% | {:.2} ms |",
+        "| {name} | {fps} | {variant} | {:.2} ({}/{people}) | {:.3} | {:.3} | {} right, {} wrong, {} unlabelled | {} | {} | {:.0}% | {:.2} ms | {} |",
         s.visits as f64 / people as f64,
         s.visits,
         s.precision,
@@ -578,10 +581,11 @@ fn print_row(name: &str, fps: u64, variant: &str, s: &Scores, people: usize, cam
         s.unattributed,
         100.0 * s.reused as f64 / s.sightings.max(1) as f64,
         s.tracking.as_secs_f64() * 1000.0 / camera_frames,
+        s.indexed,
     );
 }
 
-const HEADER: &str = "| set | fps | | visits per person | precision | recall | cross-camera joins | visits opened | labelled sightings without a visit | embeddings reused | tracking per frame |";
+const HEADER: &str = "| set | fps | | visits per person | precision | recall | cross-camera joins | visits opened | labelled sightings without a visit | embeddings reused | tracking per frame | index entries |";
 
 #[test]
 fn two_camera_replay_scores_against_hand_labelled_identities() {
