@@ -699,7 +699,9 @@ impl DeliveryLoop {
             }
         }
         while s.outstanding() < WINDOW {
-            let next = lock(&self.shared.outbox).next_after(s.cursor).cloned();
+            let next = lock(&self.shared.outbox)
+                .next_after(s.cursor)
+                .map_err(|e| e.to_string())?;
             let Some(message) = next else { break };
             s.client
                 .try_publish(

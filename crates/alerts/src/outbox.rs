@@ -5,6 +5,10 @@
 //! order it was written. Delivery is at least once; consumers that must not
 //! see a message twice key on `(id, stage)`.
 //!
+//! Only where each pending message lies in the journal is kept in memory;
+//! its payload (a snapshot JPEG, say) is read back when it is sent, so a
+//! long outage costs disk, not memory.
+//!
 //! The journal is JSON lines in `<dir>/journal.jsonl`:
 //!
 //! ```text
@@ -82,7 +86,7 @@ enum Record {
 }
 
 impl Record {
-    fn message(m: &OutboxMessage) -> Self {
+    fn message(seq: u64, m: &NewMessage) -> Self {
         let (payload, payload_b64) = match std::str::from_utf8(&m.payload) {
             Ok(text) => (Some(text.to_string()), None),
             Err(_) => (
@@ -91,7 +95,7 @@ impl Record {
             ),
         };
         Record::Message {
-            seq: m.seq,
+            seq,
             topic: m.topic.clone(),
             retain: m.retain,
             payload,
@@ -100,104 +104,89 @@ impl Record {
     }
 }
 
+/// Where a pending message's line lies in the journal: the payload stays on
+/// disk until it is sent, so a long broker outage costs disk, not memory.
+#[derive(Clone, Copy, Debug)]
+struct Stored {
+    offset: u64,
+    len: usize,
+}
+
 /// The journal and the messages still waiting for acknowledgement.
 #[derive(Debug)]
 pub struct Outbox {
     dir: PathBuf,
+    /// The journal, opened for appending.
     file: File,
-    pending: BTreeMap<u64, OutboxMessage>,
+    /// The same journal, for reading pending messages back.
+    reader: File,
+    pending: BTreeMap<u64, Stored>,
     next_seq: u64,
     acks_since_compaction: usize,
 }
 
 impl Outbox {
-    /// Opens (or creates) the journal in `dir` and loads what is pending.
+    /// Opens (or creates) the journal in `dir` and finds what is pending.
     pub fn open(dir: &Path) -> Result<Self, AlertsError> {
-        let io = |action: &str, path: &Path, e: std::io::Error| AlertsError::Outbox {
-            action: action.to_string(),
-            path: path.to_path_buf(),
-            source: e,
-        };
         fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
         let path = dir.join(JOURNAL);
         let mut pending = BTreeMap::new();
         let mut next_seq = 0;
-        match File::open(&path) {
-            Ok(file) => {
-                let lines: Vec<String> = BufReader::new(file)
-                    .lines()
-                    .collect::<Result<_, _>>()
+        let old = match File::open(&path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("open", &path, e)),
+        };
+        if let Some(file) = &old {
+            let mut reader = BufReader::new(file);
+            let mut offset = 0u64;
+            let mut number = 0;
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let len = reader
+                    .read_until(b'\n', &mut line)
                     .map_err(|e| io("read", &path, e))?;
-                let last = lines.len().saturating_sub(1);
-                for (i, line) in lines.iter().enumerate() {
-                    if line.trim().is_empty() {
-                        continue;
+                if len == 0 {
+                    break;
+                }
+                number += 1;
+                let at = offset;
+                offset += len as u64;
+                let complete = line.ends_with(b"\n");
+                let text = String::from_utf8_lossy(&line);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                match parse(&text, &path, number) {
+                    Ok(Record::Header { next_seq: n }) => next_seq = next_seq.max(n),
+                    Ok(Record::Ack { ack }) => {
+                        pending.remove(&ack);
                     }
-                    match serde_json::from_str::<Record>(line) {
-                        Ok(Record::Header { next_seq: n }) => next_seq = next_seq.max(n),
-                        Ok(Record::Ack { ack }) => {
-                            pending.remove(&ack);
-                        }
-                        Ok(Record::Message {
-                            seq,
-                            topic,
-                            retain,
-                            payload,
-                            payload_b64,
-                        }) => {
-                            let payload = match (payload, payload_b64) {
-                                (Some(text), _) => text.into_bytes(),
-                                (None, Some(b64)) => base64::engine::general_purpose::STANDARD
-                                    .decode(b64)
-                                    .map_err(|e| AlertsError::Journal {
-                                        path: path.clone(),
-                                        line: i + 1,
-                                        message: e.to_string(),
-                                    })?,
-                                (None, None) => Vec::new(),
-                            };
-                            next_seq = next_seq.max(seq + 1);
-                            pending.insert(
-                                seq,
-                                OutboxMessage {
-                                    seq,
-                                    topic,
-                                    payload,
-                                    retain,
-                                },
-                            );
-                        }
-                        Err(e) if i == last => {
-                            tracing::warn!(
-                                path = %path.display(),
-                                line = i + 1,
-                                error = %e,
-                                "Dropping a torn last journal line"
-                            );
-                        }
-                        Err(e) => {
-                            return Err(AlertsError::Journal {
-                                path: path.clone(),
-                                line: i + 1,
-                                message: e.to_string(),
-                            })
-                        }
+                    Ok(Record::Message { seq, .. }) if complete => {
+                        next_seq = next_seq.max(seq + 1);
+                        pending.insert(seq, Stored { offset: at, len });
                     }
+                    // A message line without its newline was cut by a
+                    // crash before it was reported stored.
+                    Ok(Record::Message { .. }) => torn(&path, number, "no newline"),
+                    Err(e) if !complete => torn(&path, number, &e.to_string()),
+                    Err(e) => return Err(e),
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("open", &path, e)),
         }
-        let file = write_compacted(dir, &pending, next_seq)?;
+        let (file, pending) = write_compacted(dir, old.as_ref(), &pending, next_seq)?;
         if !pending.is_empty() {
             tracing::info!(
                 pending = pending.len(),
                 "Outbox has messages from a previous run"
             );
         }
+        let reader = File::open(&path).map_err(|e| io("open", &path, e))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             file,
+            reader,
             pending,
             next_seq,
             acks_since_compaction: 0,
@@ -207,31 +196,32 @@ impl Outbox {
     /// Appends messages in order with one fsync; when this returns they
     /// survive a crash. Returns their sequence numbers.
     pub fn append(&mut self, messages: Vec<NewMessage>) -> Result<Vec<u64>, AlertsError> {
+        // Where this write starts: the file's end (appends only).
+        let start = self
+            .file
+            .metadata()
+            .map_err(|e| self.io_error("read the size of", e))?
+            .len();
         let mut text = String::new();
         let mut stored = Vec::with_capacity(messages.len());
         for m in messages {
-            let message = OutboxMessage {
-                seq: self.next_seq + stored.len() as u64,
-                topic: m.topic,
-                payload: m.payload,
-                retain: m.retain,
-            };
+            let seq = self.next_seq + stored.len() as u64;
+            let at = start + text.len() as u64;
             text.push_str(
-                &serde_json::to_string(&Record::message(&message))
+                &serde_json::to_string(&Record::message(seq, &m))
                     .expect("journal records serialise"),
             );
             text.push('\n');
-            stored.push(message);
+            let len = (start + text.len() as u64 - at) as usize;
+            stored.push((seq, Stored { offset: at, len }));
         }
         self.file
             .write_all(text.as_bytes())
             .and_then(|()| self.file.sync_data())
             .map_err(|e| self.io_error("append to", e))?;
         self.next_seq += stored.len() as u64;
-        let seqs = stored.iter().map(|m| m.seq).collect();
-        for m in stored {
-            self.pending.insert(m.seq, m);
-        }
+        let seqs = stored.iter().map(|(seq, _)| *seq).collect();
+        self.pending.extend(stored);
         Ok(seqs)
     }
 
@@ -256,16 +246,45 @@ impl Outbox {
 
     /// Rewrites the journal with only pending messages.
     pub fn compact(&mut self) -> Result<(), AlertsError> {
-        self.file = write_compacted(&self.dir, &self.pending, self.next_seq)?;
+        let (file, pending) =
+            write_compacted(&self.dir, Some(&self.reader), &self.pending, self.next_seq)?;
+        self.file = file;
+        self.pending = pending;
+        self.reader = File::open(self.path()).map_err(|e| self.io_error("open", e))?;
         self.acks_since_compaction = 0;
         Ok(())
     }
 
-    /// The first pending message after `seq` (or the first of all).
-    pub fn next_after(&self, seq: Option<u64>) -> Option<&OutboxMessage> {
-        match seq {
-            None => self.pending.values().next(),
-            Some(seq) => self.pending.range(seq + 1..).next().map(|(_, m)| m),
+    /// The first pending message after `seq` (or the first of all), read
+    /// back from the journal.
+    pub fn next_after(&self, seq: Option<u64>) -> Result<Option<OutboxMessage>, AlertsError> {
+        let next = match seq {
+            None => self.pending.iter().next(),
+            Some(seq) => self.pending.range(seq + 1..).next(),
+        };
+        let Some((_, stored)) = next else {
+            return Ok(None);
+        };
+        let line = read_line(&self.reader, *stored).map_err(|e| self.io_error("read", e))?;
+        let path = self.path();
+        match parse(&String::from_utf8_lossy(&line), &path, 0)? {
+            Record::Message {
+                seq,
+                topic,
+                retain,
+                payload,
+                payload_b64,
+            } => Ok(Some(OutboxMessage {
+                seq,
+                topic,
+                retain,
+                payload: decode_payload(payload, payload_b64, &path, 0)?,
+            })),
+            _ => Err(AlertsError::Journal {
+                path,
+                line: 0,
+                message: format!("expected a message at byte {}", stored.offset),
+            }),
         }
     }
 
@@ -285,47 +304,119 @@ impl Outbox {
     }
 
     fn io_error(&self, action: &str, e: std::io::Error) -> AlertsError {
-        AlertsError::Outbox {
-            action: action.to_string(),
-            path: self.path(),
-            source: e,
-        }
+        io(action, &self.path(), e)
     }
 }
 
-/// Writes header + pending to a temporary file, fsyncs, renames it over the
-/// journal and returns the journal opened for appending.
-fn write_compacted(
-    dir: &Path,
-    pending: &BTreeMap<u64, OutboxMessage>,
-    next_seq: u64,
-) -> Result<File, AlertsError> {
-    let tmp = dir.join(JOURNAL_TMP);
-    let path = dir.join(JOURNAL);
-    let io = |action: &str, path: &Path, e: std::io::Error| AlertsError::Outbox {
+fn io(action: &str, path: &Path, e: std::io::Error) -> AlertsError {
+    AlertsError::Outbox {
         action: action.to_string(),
         path: path.to_path_buf(),
         source: e,
-    };
-    let mut text = serde_json::to_string(&Record::Header { next_seq }).expect("serialises");
-    text.push('\n');
-    for m in pending.values() {
-        text.push_str(&serde_json::to_string(&Record::message(m)).expect("serialises"));
-        text.push('\n');
     }
-    let mut file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
+}
+
+fn torn(path: &Path, line: usize, why: &str) {
+    tracing::warn!(
+        path = %path.display(),
+        line,
+        error = why,
+        "Dropping a torn last journal line"
+    );
+}
+
+/// Parses one journal line; a message's payload must decode too.
+fn parse(text: &str, path: &Path, line: usize) -> Result<Record, AlertsError> {
+    let journal = |message: String| AlertsError::Journal {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let record: Record = serde_json::from_str(text).map_err(|e| journal(e.to_string()))?;
+    if let Record::Message {
+        payload_b64: Some(b64),
+        ..
+    } = &record
+    {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| journal(e.to_string()))?;
+    }
+    Ok(record)
+}
+
+fn decode_payload(
+    payload: Option<String>,
+    payload_b64: Option<String>,
+    path: &Path,
+    line: usize,
+) -> Result<Vec<u8>, AlertsError> {
+    match (payload, payload_b64) {
+        (Some(text), _) => Ok(text.into_bytes()),
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| AlertsError::Journal {
+                path: path.to_path_buf(),
+                line,
+                message: e.to_string(),
+            }),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+fn read_line(file: &File, stored: Stored) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut line = vec![0; stored.len];
+    file.read_exact_at(&mut line, stored.offset)?;
+    Ok(line)
+}
+
+/// Writes the header and the pending messages' lines (copied from `old`)
+/// to a temporary file, fsyncs, renames it over the journal and returns the
+/// journal opened for appending, with the lines' new places.
+fn write_compacted(
+    dir: &Path,
+    old: Option<&File>,
+    pending: &BTreeMap<u64, Stored>,
+    next_seq: u64,
+) -> Result<(File, BTreeMap<u64, Stored>), AlertsError> {
+    let tmp = dir.join(JOURNAL_TMP);
+    let path = dir.join(JOURNAL);
+    let file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut header = serde_json::to_string(&Record::Header { next_seq }).expect("serialises");
+    header.push('\n');
+    out.write_all(header.as_bytes())
+        .map_err(|e| io("write", &tmp, e))?;
+    let mut offset = header.len() as u64;
+    let mut moved = BTreeMap::new();
+    for (&seq, &stored) in pending {
+        let old = old.expect("pending messages come from the old journal");
+        let line = read_line(old, stored).map_err(|e| io("read", &path, e))?;
+        out.write_all(&line).map_err(|e| io("write", &tmp, e))?;
+        moved.insert(
+            seq,
+            Stored {
+                offset,
+                len: line.len(),
+            },
+        );
+        offset += line.len() as u64;
+    }
+    out.into_inner()
+        .map_err(|e| io("write", &tmp, e.into_error()))?
+        .sync_all()
         .map_err(|e| io("write", &tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| io("rename into", &path, e))?;
     // The rename itself must reach the disk.
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io("sync", dir, e))?;
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .append(true)
         .open(&path)
-        .map_err(|e| io("open", &path, e))
+        .map_err(|e| io("open", &path, e))?;
+    Ok((file, moved))
 }
 
 #[cfg(test)]
@@ -357,11 +448,11 @@ mod tests {
 
         let outbox = Outbox::open(dir.path()).unwrap();
         assert_eq!(outbox.pending_len(), 2);
-        let first = outbox.next_after(None).unwrap();
+        let first = outbox.next_after(None).unwrap().unwrap();
         assert_eq!((first.seq, first.topic.as_str()), (1, "b"));
         assert_eq!(first.payload, [0xff, 0xd8, 0x00]);
-        assert_eq!(outbox.next_after(Some(1)).unwrap().topic, "c");
-        assert!(outbox.next_after(Some(2)).is_none());
+        assert_eq!(outbox.next_after(Some(1)).unwrap().unwrap().topic, "c");
+        assert!(outbox.next_after(Some(2)).unwrap().is_none());
     }
 
     #[test]
@@ -423,8 +514,40 @@ mod tests {
         let text = fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
         assert_eq!(text.lines().count(), 1 + 3, "header and three pending");
         assert_eq!(
-            outbox.next_after(None).unwrap().seq,
+            outbox.next_after(None).unwrap().unwrap().seq,
             COMPACT_AFTER_ACKS as u64
+        );
+    }
+
+    #[test]
+    fn messages_read_back_right_after_compaction_and_later_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let jpeg = [0xff, 0xd8, 0xff, 0x00, 0x10];
+        let seqs = outbox
+            .append(vec![msg("a", b"first"), msg("img", &jpeg)])
+            .unwrap();
+        outbox.ack(seqs[0]).unwrap();
+        outbox.compact().unwrap();
+        outbox.append(vec![msg("c", b"after")]).unwrap();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        while let Some(m) = outbox.next_after(cursor).unwrap() {
+            cursor = Some(m.seq);
+            seen.push((m.seq, m.topic, m.payload));
+        }
+        assert_eq!(
+            seen,
+            [
+                (1, "img".to_string(), jpeg.to_vec()),
+                (2, "c".into(), b"after".to_vec())
+            ]
+        );
+        drop(outbox);
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!(
+            outbox.next_after(Some(1)).unwrap().unwrap().payload,
+            b"after"
         );
     }
 }
