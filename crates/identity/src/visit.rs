@@ -154,6 +154,9 @@ pub struct IdentitySummary {
     /// Fresh embeddings that left their track's descriptor as it was (not
     /// among its best crops), so nothing new went into the index.
     pub descriptors_unchanged: u64,
+    /// Changed descriptors still as similar as `reindex_below_similarity`
+    /// to the one last stored for their visit, so not stored again.
+    pub descriptors_near_copies: u64,
     /// Low-confidence boxes that continued no track and were dropped.
     pub low_score_dropped: u64,
     /// New people seen only at a frame's edge, and gone before

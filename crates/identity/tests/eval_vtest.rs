@@ -134,14 +134,17 @@ fn sightings(fx: &Fixture) -> Option<(Vec<CameraFrame>, Cost)> {
         2,
     )
     .unwrap();
+    // `EVAL_EMBEDDER=mobilenetv2-embedder-128x256` likewise scores another
+    // embedder.
+    let embedder_name =
+        std::env::var("EVAL_EMBEDDER").unwrap_or_else(|_| "mobilenetv2-embedder".into());
     let layout = cache
-        .entry("mobilenetv2-embedder")
-        .unwrap()
+        .entry(&embedder_name)
+        .unwrap_or_else(|e| panic!("EVAL_EMBEDDER: {e}"))
         .embedder
         .clone()
         .unwrap();
-    let mut embedder =
-        Embedder::load(rt, &require(&cache, "mobilenetv2-embedder")?, &layout, 2).unwrap();
+    let mut embedder = Embedder::load(rt, &require(&cache, &embedder_name)?, &layout, 2).unwrap();
     // vtest's own rate: every frame a rate below could want is decoded.
     let fps = streamer_ingest::Fps::from_f64(10.0).unwrap();
     let mut source =

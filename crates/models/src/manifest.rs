@@ -245,6 +245,7 @@ mod tests {
             "centernet",
             "centernet-416x320",
             "mobilenetv2-embedder",
+            "mobilenetv2-embedder-128x256",
             "qwen2.5-coder-0.5b",
             "smollm2-135m",
             "vtest",
@@ -261,6 +262,10 @@ mod tests {
         assert_eq!(small.convert_args, ["--input-size", "416x320"]);
         let small = small.detector.as_ref().unwrap();
         assert_eq!((small.input.width, small.input.height), (416, 320));
+        let upright = m.get("mobilenetv2-embedder-128x256").unwrap();
+        assert_eq!(upright.convert_args, ["--input-size", "128x256"]);
+        let upright = upright.embedder.as_ref().unwrap();
+        assert_eq!((upright.input.width, upright.input.height), (128, 256));
         assert!(m
             .models
             .iter()
