@@ -174,7 +174,7 @@ fn live_cameras_recover_from_restarts_and_stalls_and_stop_cleanly() {
         &config,
         format!(
             "outbox_dir = \"{outbox}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
-             [models]\nllm = \"none\"\ndetector_threads = 1\n\n\
+             [models]\nllm = \"none\"\ndetector_threads = 1\ninference_workers = 2\n\n\
              [mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt}\nclient_id = \"streamer-run-test\"\n\n\
              [cameras.front]\n{front}\n[cameras.back]\n{back}\n[cameras.dead]\n{dead}",
             outbox = dir.path().join("outbox").display(),
@@ -235,6 +235,11 @@ fn live_cameras_recover_from_restarts_and_stalls_and_stop_cleanly() {
     wait_health("both cameras online", 180, &|h| {
         online(h, "front") && online(h, "back")
     });
+    assert!(
+        log().contains("inference: 2 worker(s), 1 ONNX Runtime thread(s) each"),
+        "{}",
+        log()
+    );
 
     // Restart the server five times; each time both cameras come back.
     let mut resume = Vec::new();

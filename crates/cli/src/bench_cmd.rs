@@ -126,6 +126,11 @@ pub struct BenchArgs {
     /// idle-on: footage and motion gate), comma-separated; default all.
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
+    /// Cameras mode: inference workers side by side, each with its own
+    /// detector and embedder on the cores shared out (as
+    /// `models.inference_workers`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub workers: u64,
     /// Cameras mode: detection only, no embedding, visits or alerts (the
     /// figure the bare-inference bound speaks of).
     #[arg(long)]

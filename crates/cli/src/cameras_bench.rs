@@ -65,7 +65,8 @@ struct Step {
     latency_p50_ms: f64,
     latency_p95_ms: f64,
     latency_max_ms: f64,
-    /// Share of the step the inference thread spent in the stages.
+    /// Share of the step the inference workers spent in the stages (100:
+    /// every worker busy all the time).
     inference_busy_pct: f64,
     /// Mean time in the stages of a frame the gate passed, and the part of
     /// it spent detecting and embedding.
@@ -92,6 +93,10 @@ struct Report {
     seconds_per_idle_step: u64,
     inference_ms: f64,
     inference_bound_cameras: f64,
+    workers: usize,
+    /// With several workers: the time between results of that many bare
+    /// detector sessions side by side.
+    workers_inference_ms: Option<f64>,
     cases: Vec<Case>,
     soak: Option<Step>,
 }
@@ -136,12 +141,26 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     }
     let server = RtspServer::start(&mounts)?;
 
-    let (inference_ms, frame) = bare_inference(&cache, args, &busy)?;
+    let frame = sample_frame(&busy)?;
+    let all_cores = streamer_vision::default_threads();
+    let inference_ms = bare_inference(&cache, args, &frame, 1, all_cores)?;
     let bound = 1000.0 / (inference_ms * f64::from(DETECT_FPS));
     eprintln!(
-        "bare detector inference: {inference_ms:.1} ms a frame ({}x{}), so at most {bound:.1} cameras at {DETECT_FPS} fps",
-        frame.0, frame.1
+        "bare detector inference: {inference_ms:.1} ms a frame ({}x{}, one session on {all_cores} thread(s)), so at most {bound:.1} cameras at {DETECT_FPS} fps",
+        frame.width, frame.height
     );
+    let workers = args.workers as usize;
+    let workers_inference_ms = if workers > 1 {
+        let threads = runtime::worker_threads(workers);
+        let ms = bare_inference(&cache, args, &frame, workers, threads)?;
+        eprintln!(
+            "bare detector inference with {workers} sessions side by side ({threads} thread(s) each): a frame every {ms:.1} ms, so at most {:.1} cameras",
+            1000.0 / (ms * f64::from(DETECT_FPS))
+        );
+        Some(ms)
+    } else {
+        None
+    };
     let seconds = args.seconds.clamp(5, 80);
     // An idle step lasts at least one whole cycle of the plan, so that every
     // camera shows the footage's own share of idle time. A shorter window
@@ -274,6 +293,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         seconds_per_idle_step: idle_seconds,
         inference_ms,
         inference_bound_cameras: bound,
+        workers,
+        workers_inference_ms,
         cases,
         soak: soak_step,
     };
@@ -315,14 +336,9 @@ fn print_step(s: &Step) {
     );
 }
 
-/// Mean time of one detector call on a frame of `footage`.
-fn bare_inference(
-    cache: &ModelCache,
-    args: &BenchArgs,
-    footage: &Path,
-) -> Result<(f64, (u32, u32))> {
-    let mut detector = runtime::detector(cache, &args.detector, None)?;
-    let frame = streamer_ingest::frames(streamer_ingest::open(
+/// A frame of `footage` for timing the detector alone.
+fn sample_frame(footage: &Path) -> Result<Frame> {
+    streamer_ingest::frames(streamer_ingest::open(
         footage,
         Arc::from("bench"),
         Fps {
@@ -331,19 +347,46 @@ fn bare_inference(
         },
     )?)
     .nth(10)
-    .context("the footage has frames")??;
-    for _ in 0..3 {
-        detector.detect(&frame)?;
-    }
+    .context("the footage has frames")?
+    .map_err(Into::into)
+}
+
+/// Mean time between detector results on `frame` with `sessions`
+/// detectors side by side on `threads` threads each, ms.
+fn bare_inference(
+    cache: &ModelCache,
+    args: &BenchArgs,
+    frame: &Frame,
+    sessions: usize,
+    threads: usize,
+) -> Result<f64> {
     let rounds = 20;
+    let mut detectors = (0..sessions)
+        .map(|_| {
+            let mut d = runtime::detector(cache, &args.detector, Some(threads))?;
+            for _ in 0..3 {
+                d.detect(frame)?;
+            }
+            Ok(d)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
-    for _ in 0..rounds {
-        detector.detect(&frame)?;
-    }
-    Ok((
-        started.elapsed().as_secs_f64() * 1000.0 / f64::from(rounds),
-        (frame.width, frame.height),
-    ))
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = detectors
+            .iter_mut()
+            .map(|d| {
+                scope.spawn(move || -> Result<()> {
+                    for _ in 0..rounds {
+                        d.detect(frame)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .try_for_each(|r| r.join().expect("a detector thread panicked"))
+    })?;
+    Ok(started.elapsed().as_secs_f64() * 1000.0 / (rounds * sessions) as f64)
 }
 
 #[derive(Default)]
@@ -402,12 +445,14 @@ fn run_step(
     n: usize,
     seconds: u64,
 ) -> Result<Step> {
-    let detector = runtime::detector(cache, &args.detector, None)?;
+    let workers = args.workers as usize;
+    let threads = Some(runtime::worker_threads(workers));
+    let detector = runtime::detector(cache, &args.detector, threads)?;
     let identity = if args.no_identity {
         None
     } else {
         let (embedder, tracker) =
-            runtime::identity_stage(cache, &args.embedder, None, IdentityConfig::default())?;
+            runtime::identity_stage(cache, &args.embedder, threads, IdentityConfig::default())?;
         Some(IdentityStage { embedder, tracker })
     };
     let outbox = tempfile::tempdir()?;
@@ -424,6 +469,14 @@ fn run_step(
         Some(Arc::clone(&alerts)),
         Clock::Wall(Zone::System),
     );
+    let mut more_workers = Vec::new();
+    for _ in 1..workers {
+        let embedder = (!args.no_identity)
+            .then(|| runtime::embedder(cache, &args.embedder, threads))
+            .transpose()?;
+        more_workers
+            .push(graph.worker(runtime::detector(cache, &args.detector, threads)?, embedder)?);
+    }
     let measured = Arc::new(Mutex::new(Measured::default()));
     let cameras: Vec<CameraSpec> = (0..n)
         .map(|i| CameraSpec {
@@ -448,6 +501,7 @@ fn run_step(
         cameras,
         Stages {
             graph,
+            more_workers,
             observer: Box::new(Recorder(Arc::clone(&measured))),
         },
     )?;
@@ -566,7 +620,7 @@ fn run_step(
         latency_p50_ms: pct(0.5),
         latency_p95_ms: pct(0.95),
         latency_max_ms: lat.last().copied().unwrap_or(0.0),
-        inference_busy_pct: 100.0 * m.busy.as_secs_f64() / elapsed,
+        inference_busy_pct: 100.0 * m.busy.as_secs_f64() / elapsed / args.workers as f64,
         passed_frame_ms: per_passed(m.passed_busy),
         detect_ms: per_passed(m.detect),
         embed_ms: per_passed(m.embed),

@@ -101,8 +101,13 @@ pub struct ModelsSection {
     pub llm: String,
     #[serde(default = "default_llm_threads")]
     pub llm_threads: usize,
-    /// ONNX Runtime threads (default: all cores).
+    /// ONNX Runtime threads of each worker's detector and embedder
+    /// (default: the cores shared out over the workers).
     pub detector_threads: Option<usize>,
+    /// Inference workers side by side, each with a detector and an
+    /// embedder of its own (default 1).
+    #[serde(default = "default_inference_workers")]
+    pub inference_workers: usize,
     /// Score threshold override (0-1).
     pub score: Option<f32>,
 }
@@ -115,6 +120,7 @@ impl Default for ModelsSection {
             llm: default_llm(),
             llm_threads: default_llm_threads(),
             detector_threads: None,
+            inference_workers: default_inference_workers(),
             score: None,
         }
     }
@@ -172,6 +178,9 @@ fn default_llm() -> String {
     "qwen2.5-coder-0.5b".into()
 }
 fn default_llm_threads() -> usize {
+    1
+}
+fn default_inference_workers() -> usize {
     1
 }
 fn default_listen() -> String {
@@ -515,6 +524,9 @@ fn check(config: &StreamerConfig, problems: &mut Vec<String>) -> Vec<CameraSpec>
     let m = &config.models;
     if m.llm_threads == 0 {
         problems.push("models.llm_threads: must be at least 1".into());
+    }
+    if m.inference_workers == 0 {
+        problems.push("models.inference_workers: must be at least 1 (1 is the default)".into());
     }
     if m.detector_threads == Some(0) {
         problems.push(

@@ -21,6 +21,7 @@ use streamer_reason::ChatBackend;
 use streamer_runner::{
     Clock, FrameOutcome, HttpServer, IdentityStage, LiveRunner, Observer, StageGraph, Stages,
 };
+use streamer_vision::Detector;
 
 use crate::{config, runtime};
 
@@ -46,16 +47,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let loaded = config::load(&args.config, &|name| std::env::var(name).ok())?;
     let cache = ModelCache::from_env();
     let m = &loaded.config.models;
-    let mut detector = runtime::detector(&cache, &m.detector, m.detector_threads)?;
-    if let Some(s) = m.score {
-        detector.set_score_threshold(s);
-    }
-    let (embedder, tracker) = runtime::identity_stage(
-        &cache,
-        &m.embedder,
-        m.detector_threads,
-        loaded.config.identity.clone(),
-    )?;
+    let threads = Some(
+        m.detector_threads
+            .unwrap_or_else(|| runtime::worker_threads(m.inference_workers)),
+    );
+    let load_detector = || -> Result<Detector> {
+        let mut detector = runtime::detector(&cache, &m.detector, threads)?;
+        if let Some(s) = m.score {
+            detector.set_score_threshold(s);
+        }
+        Ok(detector)
+    };
+    let detector = load_detector()?;
+    let (embedder, tracker) =
+        runtime::identity_stage(&cache, &m.embedder, threads, loaded.config.identity.clone())?;
     let serve_models = loaded.config.http.serve_models;
     // One model for the cameras and the endpoints: loaded once, with KV
     // slots of its own for HTTP clients when the endpoints are on.
@@ -105,13 +110,25 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     for cam in &loaded.cameras {
         eprintln!("camera {}: {}", cam.name, cam.input.redacted());
     }
+    let graph = StageGraph::new(
+        detector,
+        Some(IdentityStage { embedder, tracker }),
+        alerts.as_ref().map(|(a, _)| Arc::clone(a)),
+        Clock::Wall(loaded.zone.clone()),
+    );
+    let mut more_workers = Vec::new();
+    for _ in 1..m.inference_workers {
+        let embedder = runtime::embedder(&cache, &m.embedder, threads)?;
+        more_workers.push(graph.worker(load_detector()?, Some(embedder))?);
+    }
+    eprintln!(
+        "inference: {} worker(s), {} ONNX Runtime thread(s) each",
+        m.inference_workers,
+        threads.unwrap_or(1)
+    );
     let stages = Stages {
-        graph: StageGraph::new(
-            detector,
-            Some(IdentityStage { embedder, tracker }),
-            alerts.as_ref().map(|(a, _)| Arc::clone(a)),
-            Clock::Wall(loaded.zone.clone()),
-        ),
+        graph,
+        more_workers,
         observer: Box::new(Terminal { json: args.json }),
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -33,6 +33,26 @@ pub fn detector(cache: &ModelCache, name: &str, threads: Option<usize>) -> Resul
     )?)
 }
 
+/// Loads the embedder named in the manifest.
+pub fn embedder(
+    cache: &ModelCache,
+    name: &str,
+    threads: Option<usize>,
+) -> Result<streamer_vision::Embedder> {
+    let entry = cache.entry(name)?;
+    let layout = entry
+        .embedder
+        .clone()
+        .with_context(|| format!("model {name} is not an embedder"))?;
+    let path = cache.require(name)?;
+    Ok(streamer_vision::Embedder::load(
+        onnx_runtime(cache)?,
+        &path,
+        &layout,
+        threads.unwrap_or_else(default_threads),
+    )?)
+}
+
 /// Loads the embedder named in the manifest with a visit tracker on
 /// `config`: the identity stage.
 pub fn identity_stage(
@@ -41,19 +61,16 @@ pub fn identity_stage(
     threads: Option<usize>,
     config: streamer_identity::IdentityConfig,
 ) -> Result<(streamer_vision::Embedder, streamer_identity::VisitTracker)> {
-    let entry = cache.entry(embedder)?;
-    let layout = entry
-        .embedder
-        .clone()
-        .with_context(|| format!("model {embedder} is not an embedder"))?;
-    let path = cache.require(embedder)?;
-    let embedder = streamer_vision::Embedder::load(
-        onnx_runtime(cache)?,
-        &path,
-        &layout,
-        threads.unwrap_or_else(default_threads),
-    )?;
-    Ok((embedder, streamer_identity::VisitTracker::new(config)?))
+    Ok((
+        self::embedder(cache, embedder, threads)?,
+        streamer_identity::VisitTracker::new(config)?,
+    ))
+}
+
+/// ONNX Runtime threads for each of `workers` inference workers: the cores
+/// shared out, at least one each.
+pub fn worker_threads(workers: usize) -> usize {
+    (default_threads() / workers.max(1)).max(1)
 }
 
 /// Loads the LLM for stage two (`"none"`: no model, rules only) on

@@ -8,7 +8,7 @@
 //! detection, though time still passes for identity (visits end).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use streamer_alerts::{encode_jpeg, AlertPipeline, AlertReceipt, VisitOpened};
@@ -67,14 +67,24 @@ fn failed(stage: &'static str) -> impl Fn(String) -> StageError {
     move |message| StageError { stage, message }
 }
 
-/// Detect → identity → alerts, owned by one thread (every stage is
-/// `&mut self`).
+/// Detect → identity → alerts. One graph serves one thread; more threads
+/// each get a graph of their own from [`StageGraph::worker`], with models of
+/// their own (ONNX Runtime sessions run side by side) and the rest shared:
+/// motion gate, visits, presence and alerts sit behind one lock, taken
+/// only between model calls.
 pub struct StageGraph {
-    gate: Option<MotionGate>,
     detector: Detector,
-    identity: Option<IdentityStage>,
+    embedder: Option<Embedder>,
+    shared: Arc<Mutex<Shared>>,
     alerts: Option<Arc<AlertPipeline>>,
     clock: Clock,
+}
+
+/// What every worker of a graph sees the same.
+struct Shared {
+    gate: Option<MotionGate>,
+    tracker: Option<VisitTracker>,
+    alerts: Option<Arc<AlertPipeline>>,
     /// Last frame time with a person, per camera (ms on the frame clock).
     last_person: BTreeMap<String, u64>,
     present: BTreeMap<String, bool>,
@@ -90,21 +100,59 @@ impl StageGraph {
         alerts: Option<Arc<AlertPipeline>>,
         clock: Clock,
     ) -> Self {
+        let (embedder, tracker) = match identity {
+            Some(IdentityStage { embedder, tracker }) => (Some(embedder), Some(tracker)),
+            None => (None, None),
+        };
         Self {
-            gate: None,
             detector,
-            identity,
+            embedder,
+            shared: Arc::new(Mutex::new(Shared {
+                gate: None,
+                tracker,
+                alerts: alerts.clone(),
+                last_person: BTreeMap::new(),
+                present: BTreeMap::new(),
+                drop_ended_model_work: false,
+            })),
             alerts,
             clock,
-            last_person: BTreeMap::new(),
-            present: BTreeMap::new(),
-            drop_ended_model_work: false,
         }
     }
 
+    /// Another worker on the same visits, gate and alerts, with models of
+    /// its own: two threads then detect and embed side by side. It needs an
+    /// embedder when this graph embeds (identity runs).
+    pub fn worker(
+        &self,
+        detector: Detector,
+        embedder: Option<Embedder>,
+    ) -> Result<StageGraph, StageError> {
+        let embedder = match (self.embedder.is_some(), embedder) {
+            (true, None) => {
+                return Err(failed("embed")(
+                    "identity runs, so another worker needs an embedder of its own".into(),
+                ))
+            }
+            (true, e) => e,
+            (false, _) => None,
+        };
+        Ok(StageGraph {
+            detector,
+            embedder,
+            shared: Arc::clone(&self.shared),
+            alerts: self.alerts.clone(),
+            clock: self.clock.clone(),
+        })
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Puts the motion gate in front of detection.
-    pub fn with_motion_gate(mut self, gate: MotionGate) -> Self {
-        self.gate = Some(gate);
+    pub fn with_motion_gate(self, gate: MotionGate) -> Self {
+        self.shared().gate = Some(gate);
         self
     }
 
@@ -116,9 +164,8 @@ impl StageGraph {
         self.detector
             .warm_up()
             .map_err(|e| failed("detect")(e.to_string()))?;
-        if let Some(identity) = self.identity.as_mut() {
-            identity
-                .embedder
+        if let Some(embedder) = self.embedder.as_mut() {
+            embedder
                 .warm_up()
                 .map_err(|e| failed("embed")(e.to_string()))?;
         }
@@ -127,33 +174,19 @@ impl StageGraph {
 
     /// Whether somebody was seen on `camera` within a visit's end time.
     pub fn person_present(&self, camera: &str) -> bool {
-        self.present.get(camera).copied().unwrap_or(false)
+        self.shared().present.get(camera).copied().unwrap_or(false)
     }
 
     /// What the motion gate did on a camera (`None` without a gate).
     pub fn gate_counts(&self, camera: &str) -> Option<GateCounts> {
-        self.gate.as_ref().map(|g| g.counts(camera))
+        self.shared().gate.as_ref().map(|g| g.counts(camera))
     }
 
     /// Live: when a visit ends, its stage two still waiting for the model
     /// is dropped (the person has left; the rules' verdict stands). Off for
     /// replay, where footage time runs far ahead of the model.
     pub fn drop_model_work_of_ended_visits(&mut self, on: bool) {
-        self.drop_ended_model_work = on;
-    }
-
-    /// Tells the alerts stage which visits ended (see
-    /// [`Self::drop_model_work_of_ended_visits`]).
-    fn visits_ended(&self, events: &[VisitEvent]) {
-        if !self.drop_ended_model_work {
-            return;
-        }
-        let Some(alerts) = &self.alerts else {
-            return;
-        };
-        for event in events.iter().filter(|e| e.kind == EventKind::End) {
-            alerts.visit_ended(&event.visit_id.to_string());
-        }
+        self.shared().drop_ended_model_work = on;
     }
 
     /// The alerts stage, if any.
@@ -163,14 +196,8 @@ impl StageGraph {
 
     /// Hands the alerts stage back (for shutdown).
     pub fn take_alerts(&mut self) -> Option<Arc<AlertPipeline>> {
+        self.shared().alerts = None;
         self.alerts.take()
-    }
-
-    /// The identity settings' visit end time, in ms.
-    fn visit_end_after_ms(&self) -> u64 {
-        self.identity
-            .as_ref()
-            .map_or(30_000, |i| i.tracker.config().visit_end_after_ms)
     }
 
     /// Runs one frame through every stage.
@@ -182,23 +209,27 @@ impl StageGraph {
     }
 
     fn run_stages(&mut self, frame: &Frame) -> Result<FrameOutcome, StageError> {
-        let gate = self.gate.as_mut().map(|gate| {
-            let visit_open = self.present.get(&*frame.camera).copied().unwrap_or(false);
-            gate.judge(frame, visit_open)
-        });
-        if gate.is_some_and(|g| !g.passes()) {
-            self.update_presence(&frame.camera, frame.pts_ms());
-            let events = match self.identity.as_mut() {
-                Some(identity) => identity.tracker.tick(frame.pts_ms()),
-                None => Vec::new(),
-            };
-            self.visits_ended(&events);
-            return Ok(FrameOutcome {
-                gate,
-                events,
-                ..FrameOutcome::default()
+        let now = frame.pts_ms();
+        let gate = {
+            let mut guard = self.shared();
+            let s = &mut *guard;
+            let gate = s.gate.as_mut().map(|gate| {
+                let visit_open = s.present.get(&*frame.camera).copied().unwrap_or(false);
+                gate.judge(frame, visit_open)
             });
-        }
+            if gate.is_some_and(|g| !g.passes()) {
+                s.update_presence(&frame.camera, now);
+                let events = s.tick_tracker(now);
+                return Ok(FrameOutcome {
+                    gate,
+                    events,
+                    ..FrameOutcome::default()
+                });
+            }
+            gate
+        };
+        // The models run without the lock: another worker may detect or
+        // embed meanwhile.
         let (detections, timings) = self
             .detector
             .detect_timed(frame)
@@ -215,61 +246,65 @@ impl StageGraph {
             .filter(|d| d.is_person())
             .map(|d| (d.bbox, d.score))
             .unzip();
-        if !boxes.is_empty() {
-            self.last_person
-                .insert(frame.camera.to_string(), frame.pts_ms());
-        }
-        self.update_presence(&frame.camera, frame.pts_ms());
-        let Some(identity) = self.identity.as_mut() else {
-            return Ok(outcome);
+        let reuse = {
+            let mut s = self.shared();
+            if !boxes.is_empty() {
+                s.last_person.insert(frame.camera.to_string(), now);
+            }
+            s.update_presence(&frame.camera, now);
+            match s.tracker.as_mut() {
+                None => return Ok(outcome),
+                Some(tracker) if boxes.is_empty() => {
+                    outcome.events = tracker.tick(now);
+                    s.visits_ended(&outcome.events);
+                    return Ok(outcome);
+                }
+                Some(tracker) => tracker.reusable_embeddings(&frame.camera, now, &boxes),
+            }
         };
-        outcome.events = if boxes.is_empty() {
-            identity.tracker.tick(frame.pts_ms())
-        } else {
-            let reuse = identity
-                .tracker
-                .reusable_embeddings(&frame.camera, frame.pts_ms(), &boxes);
-            let to_embed: Vec<BBox> = boxes
-                .iter()
-                .zip(&reuse)
-                .filter(|(_, r)| r.is_none())
-                .map(|(b, _)| *b)
-                .collect();
-            let mut measured = if to_embed.is_empty() {
-                Vec::new()
-            } else {
+        let to_embed: Vec<BBox> = boxes
+            .iter()
+            .zip(&reuse)
+            .filter(|(_, r)| r.is_none())
+            .map(|(b, _)| *b)
+            .collect();
+        let mut measured = match self.embedder.as_mut() {
+            Some(embedder) if !to_embed.is_empty() => {
                 let t = Instant::now();
-                let embeddings = identity
-                    .embedder
+                let embeddings = embedder
                     .embed(frame, &to_embed)
                     .map_err(|e| failed("embed")(e.to_string()))?;
                 outcome.embed_time = t.elapsed();
                 embeddings
             }
-            .into_iter();
-            outcome.embedded = to_embed.len();
-            outcome.embeddings_reused = boxes.len() - to_embed.len();
-            let mut sightings = Vec::with_capacity(boxes.len());
-            for ((b, reused), score) in boxes.into_iter().zip(reuse).zip(scores) {
-                let sighting = match reused {
-                    Some(e) => Sighting::from_frame(frame, b, e).with_reused_embedding(),
-                    None => {
-                        let e = measured.next().ok_or_else(|| {
-                            failed("embed")(
-                                "the embedder returned fewer embeddings than boxes".into(),
-                            )
-                        })?;
-                        Sighting::from_frame(frame, b, e)
-                    }
-                };
-                sightings.push(sighting.with_score(score));
+            _ => Vec::new(),
+        }
+        .into_iter();
+        outcome.embedded = to_embed.len();
+        outcome.embeddings_reused = boxes.len() - to_embed.len();
+        let mut sightings = Vec::with_capacity(boxes.len());
+        for ((b, reused), score) in boxes.into_iter().zip(reuse).zip(scores) {
+            let sighting = match reused {
+                Some(e) => Sighting::from_frame(frame, b, e).with_reused_embedding(),
+                None => {
+                    let e = measured.next().ok_or_else(|| {
+                        failed("embed")("the embedder returned fewer embeddings than boxes".into())
+                    })?;
+                    Sighting::from_frame(frame, b, e)
+                }
+            };
+            sightings.push(sighting.with_score(score));
+        }
+        {
+            let mut s = self.shared();
+            if let Some(tracker) = s.tracker.as_mut() {
+                outcome.events = tracker
+                    .observe(&sightings)
+                    .map_err(|e| failed("identity")(e.to_string()))?
+                    .events;
             }
-            identity
-                .tracker
-                .observe(&sightings)
-                .map_err(|e| failed("identity")(e.to_string()))?
-                .events
-        };
+            s.visits_ended(&outcome.events);
+        }
         if let Some(alerts) = &self.alerts {
             // One snapshot for every visit this frame opens (a group
             // walking in opens several at once).
@@ -298,38 +333,73 @@ impl StageGraph {
                 outcome.alerts.push(receipt);
             }
         }
-        self.visits_ended(&outcome.events);
         Ok(outcome)
     }
 
     /// Time passes without frames (live): visits end, and the occupancy
     /// sensor of a camera with nobody for a visit's end time turns off.
     pub fn tick(&mut self, now_ms: u64) -> Vec<VisitEvent> {
-        let cameras: Vec<String> = self.present.keys().cloned().collect();
-        for camera in cameras {
-            self.update_presence(&camera, now_ms);
-        }
-        let events = match self.identity.as_mut() {
-            Some(identity) => identity.tracker.tick(now_ms),
+        let mut s = self.shared();
+        s.update_all_presence(now_ms);
+        s.tick_tracker(now_ms)
+    }
+
+    /// The end: every open visit ends, every person sensor turns off.
+    pub fn finish(&mut self, now_ms: u64) -> Vec<VisitEvent> {
+        let mut s = self.shared();
+        s.last_person.clear();
+        s.update_all_presence(now_ms);
+        let events = match s.tracker.as_mut() {
+            Some(tracker) => tracker.finish(now_ms),
+            None => Vec::new(),
+        };
+        s.visits_ended(&events);
+        events
+    }
+
+    /// Identity's summary (persons, visits, joins), if identity runs.
+    pub fn identity_summary(&self) -> Option<streamer_identity::IdentitySummary> {
+        self.shared().tracker.as_ref().map(VisitTracker::summary)
+    }
+}
+
+impl Shared {
+    /// Time passes for identity: visits whose people are gone end.
+    fn tick_tracker(&mut self, now_ms: u64) -> Vec<VisitEvent> {
+        let events = match self.tracker.as_mut() {
+            Some(tracker) => tracker.tick(now_ms),
             None => Vec::new(),
         };
         self.visits_ended(&events);
         events
     }
 
-    /// The end: every open visit ends, every person sensor turns off.
-    pub fn finish(&mut self, now_ms: u64) -> Vec<VisitEvent> {
-        self.last_person.clear();
+    /// Tells the alerts stage which visits ended (see
+    /// [`StageGraph::drop_model_work_of_ended_visits`]).
+    fn visits_ended(&self, events: &[VisitEvent]) {
+        if !self.drop_ended_model_work {
+            return;
+        }
+        let Some(alerts) = &self.alerts else {
+            return;
+        };
+        for event in events.iter().filter(|e| e.kind == EventKind::End) {
+            alerts.visit_ended(&event.visit_id.to_string());
+        }
+    }
+
+    /// The identity settings' visit end time, in ms.
+    fn visit_end_after_ms(&self) -> u64 {
+        self.tracker
+            .as_ref()
+            .map_or(30_000, |t| t.config().visit_end_after_ms)
+    }
+
+    fn update_all_presence(&mut self, now_ms: u64) {
         let cameras: Vec<String> = self.present.keys().cloned().collect();
         for camera in cameras {
             self.update_presence(&camera, now_ms);
         }
-        let events = match self.identity.as_mut() {
-            Some(identity) => identity.tracker.finish(now_ms),
-            None => Vec::new(),
-        };
-        self.visits_ended(&events);
-        events
     }
 
     /// The person sensor: on while somebody was seen within a visit's end
@@ -347,10 +417,5 @@ impl StageGraph {
         if let Some(alerts) = &self.alerts {
             alerts.set_person_present(camera, present);
         }
-    }
-
-    /// Identity's summary (persons, visits, joins), if identity runs.
-    pub fn identity_summary(&self) -> Option<streamer_identity::IdentitySummary> {
-        self.identity.as_ref().map(|i| i.tracker.summary())
     }
 }

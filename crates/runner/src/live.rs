@@ -1,16 +1,20 @@
 //! The live pipeline: supervised camera sources → freshest-frame slots →
-//! one inference thread (detect → identity → alerts) → observers.
+//! inference workers (detect → identity → alerts) → observers.
 //!
 //! ```text
-//! camera thread ─┐  freshest slot
-//! camera thread ─┼─▶ (one per camera) ─round robin─▶ inference thread ─▶ alerts (MQTT, outbox)
-//! camera thread ─┘   drops counted                   detector, embedder,    observer (terminal,
-//!                                                    visit tracker          JSON lines)
+//! camera thread ─┐  freshest slot                     inference worker(s) ─▶ alerts (MQTT, outbox)
+//! camera thread ─┼─▶ (one per camera) ─round robin─▶ detector, embedder     observer (terminal,
+//! camera thread ─┘   drops counted                   each; visits shared    JSON lines)
 //! ```
-//! The stages themselves are the [`StageGraph`]'s, shared with replay.
+//! One worker by default; more run their own ONNX Runtime sessions side by
+//! side (on a small CPU two single-threaded sessions get through more
+//! frames than one on two threads), sharing visits and alerts. A camera's
+//! frames are never in two workers at once, so identity sees each camera
+//! in order. The stages themselves are the [`StageGraph`]'s, shared with
+//! replay.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +28,8 @@ use crate::handoff::FreshestSlots;
 use crate::telemetry::{CameraState, Event, Telemetry};
 use crate::RunnerError;
 
-/// What the pipeline tells whoever drives it, on the inference thread.
+/// What the pipeline tells whoever drives it, from the inference workers
+/// (one call at a time).
 pub trait Observer: Send {
     /// A frame went through the stages.
     fn frame(&mut self, _frame: &Frame, _outcome: &FrameOutcome) {}
@@ -32,10 +37,13 @@ pub trait Observer: Send {
     fn visits(&mut self, _events: &[VisitEvent]) {}
 }
 
-/// What the inference thread owns.
+/// What the inference workers own.
 pub struct Stages {
-    /// Detect → identity → alerts.
+    /// Detect → identity → alerts: the first worker's.
     pub graph: StageGraph,
+    /// Further workers, each from [`StageGraph::worker`] (models of their
+    /// own, visits shared), a thread each. Empty: one worker.
+    pub more_workers: Vec<StageGraph>,
     /// Told about every frame and visit.
     pub observer: Box<dyn Observer>,
 }
@@ -59,10 +67,13 @@ impl std::fmt::Debug for LiveRunner {
 
 impl LiveRunner {
     /// Warms the models up (see [`StageGraph::warm_up`]), then starts one
-    /// supervisor thread per camera and the inference thread.
+    /// supervisor thread per camera and the inference workers.
     pub fn start(cameras: Vec<CameraSpec>, mut stages: Stages) -> Result<Self, RunnerError> {
         stages.graph.drop_model_work_of_ended_visits(true);
         stages.graph.warm_up().map_err(RunnerError::WarmUp)?;
+        for worker in &mut stages.more_workers {
+            worker.warm_up().map_err(RunnerError::WarmUp)?;
+        }
         let telemetry = Arc::new(Telemetry::new(
             cameras
                 .iter()
@@ -79,11 +90,36 @@ impl LiveRunner {
                     .map_err(|e| RunnerError::Thread(e.to_string()))?,
             );
         }
+        let observer = Arc::new(Mutex::new(stages.observer));
+        let mut helpers = Vec::new();
+        for (k, graph) in stages.more_workers.into_iter().enumerate() {
+            let mut worker = Worker {
+                graph,
+                observer: Arc::clone(&observer),
+                telemetry: telemetry.clone(),
+            };
+            let (slots, stop) = (slots.clone(), stop.clone());
+            helpers.push(
+                thread::Builder::new()
+                    .name(format!("inference-{}", k + 1))
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            worker.next_frame(&slots);
+                        }
+                    })
+                    .map_err(|e| RunnerError::Thread(e.to_string()))?,
+            );
+        }
         let inference = {
-            let (telemetry, stop) = (telemetry.clone(), stop.clone());
+            let worker = Worker {
+                graph: stages.graph,
+                observer,
+                telemetry: telemetry.clone(),
+            };
+            let stop = stop.clone();
             thread::Builder::new()
                 .name("inference".into())
-                .spawn(move || Inference::new(stages, names, telemetry).run(&slots, &stop))
+                .spawn(move || Inference::new(worker, names, helpers).run(&slots, &stop))
                 .map_err(|e| RunnerError::Thread(e.to_string()))?
         };
         Ok(Self {
@@ -110,69 +146,96 @@ impl LiveRunner {
     }
 }
 
-struct Inference {
-    stages: Stages,
-    cameras: Vec<String>,
+/// One inference worker: takes the next camera's freshest frame and runs
+/// it through its graph.
+struct Worker {
+    graph: StageGraph,
+    observer: Arc<Mutex<Box<dyn Observer>>>,
     telemetry: Arc<Telemetry>,
+}
+
+impl Worker {
+    fn observer(&self) -> MutexGuard<'_, Box<dyn Observer>> {
+        self.observer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Processes one frame, if one comes within a short wait (so that the
+    /// caller sees the stop flag).
+    fn next_frame(&mut self, slots: &FreshestSlots) {
+        let Some(frame) = slots.take(Duration::from_millis(200)) else {
+            return;
+        };
+        let taken = Instant::now();
+        let detected = match self.graph.process(&frame) {
+            Ok(outcome) => {
+                self.telemetry
+                    .person_embeddings(outcome.embedded, outcome.embeddings_reused);
+                self.observer().frame(&frame, &outcome);
+                outcome.gate.is_none_or(|g| g.passes())
+            }
+            Err(error) => {
+                self.telemetry.emit(Event::StageFailed {
+                    stage: error.stage,
+                    camera: &frame.camera,
+                    error: &error.message,
+                });
+                true
+            }
+        };
+        self.telemetry.emit(Event::FrameProcessed {
+            camera: &frame.camera,
+            latency: taken.elapsed(),
+            detected,
+        });
+    }
+}
+
+/// The first worker, which also keeps time: visits end without frames,
+/// camera health goes out, and at the stop it waits for the other workers
+/// before ending every visit.
+struct Inference {
+    worker: Worker,
+    cameras: Vec<String>,
+    helpers: Vec<JoinHandle<()>>,
     last_report: Option<Instant>,
 }
 
 impl Inference {
-    fn new(stages: Stages, cameras: Vec<String>, telemetry: Arc<Telemetry>) -> Self {
+    fn new(worker: Worker, cameras: Vec<String>, helpers: Vec<JoinHandle<()>>) -> Self {
         Self {
-            stages,
+            worker,
             cameras,
-            telemetry,
+            helpers,
             last_report: None,
         }
     }
 
     fn run(mut self, slots: &FreshestSlots, stop: &AtomicBool) -> Option<Arc<AlertPipeline>> {
         while !stop.load(Ordering::Relaxed) {
-            if let Some(frame) = slots.take(Duration::from_millis(200)) {
-                let taken = Instant::now();
-                let detected = match self.stages.graph.process(&frame) {
-                    Ok(outcome) => {
-                        self.telemetry
-                            .person_embeddings(outcome.embedded, outcome.embeddings_reused);
-                        self.stages.observer.frame(&frame, &outcome);
-                        outcome.gate.is_none_or(|g| g.passes())
-                    }
-                    Err(error) => {
-                        self.telemetry.emit(Event::StageFailed {
-                            stage: error.stage,
-                            camera: &frame.camera,
-                            error: &error.message,
-                        });
-                        true
-                    }
-                };
-                self.telemetry.emit(Event::FrameProcessed {
-                    camera: &frame.camera,
-                    latency: taken.elapsed(),
-                    detected,
-                });
-            }
-            let ended = self.stages.graph.tick(now_ms());
+            self.worker.next_frame(slots);
+            let ended = self.worker.graph.tick(now_ms());
             if !ended.is_empty() {
-                self.stages.observer.visits(&ended);
+                self.worker.observer().visits(&ended);
             }
-            for stats in self.telemetry.cameras() {
-                stats.set_visit_open(self.stages.graph.person_present(&stats.name));
+            for stats in self.worker.telemetry.cameras() {
+                stats.set_visit_open(self.worker.graph.person_present(&stats.name));
             }
             self.report();
-            if let Some(queue) = self.stages.graph.alerts().and_then(|a| a.model_queue()) {
-                self.telemetry.model_queue(&queue);
+            if let Some(queue) = self.worker.graph.alerts().and_then(|a| a.model_queue()) {
+                self.worker.telemetry.model_queue(&queue);
             }
         }
-        let ended = self.stages.graph.finish(now_ms());
-        self.stages.observer.visits(&ended);
-        if let Some(alerts) = self.stages.graph.alerts() {
+        for helper in std::mem::take(&mut self.helpers) {
+            let _ = helper.join();
+        }
+        let ended = self.worker.graph.finish(now_ms());
+        self.worker.observer().visits(&ended);
+        if let Some(alerts) = self.worker.graph.alerts() {
             for camera in &self.cameras {
                 alerts.set_connected(camera, false);
             }
         }
-        self.stages.graph.take_alerts()
+        self.worker.graph.take_alerts()
     }
 
     /// Camera health to Home Assistant every few seconds.
@@ -181,10 +244,10 @@ impl Inference {
             return;
         }
         self.last_report = Some(Instant::now());
-        let Some(alerts) = self.stages.graph.alerts() else {
+        let Some(alerts) = self.worker.graph.alerts() else {
             return;
         };
-        for stats in self.telemetry.cameras() {
+        for stats in self.worker.telemetry.cameras() {
             let h = stats.health();
             alerts.set_connected(&h.name, h.state == CameraState::Online);
             alerts.set_diagnostics(
