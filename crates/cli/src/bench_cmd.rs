@@ -135,6 +135,10 @@ pub struct BenchArgs {
     /// figure the bare-inference bound speaks of).
     #[arg(long)]
     pub no_identity: bool,
+    /// Cameras mode: keep the generated footage in this folder and reuse it
+    /// on the next run (default: a temporary folder, made anew each run).
+    #[arg(long, value_name = "DIR")]
+    pub footage_dir: Option<PathBuf>,
     /// Cameras mode: afterwards, run the sustained number of gated cameras
     /// on idle footage this many minutes (RSS growth, stalls); 0: no soak.
     #[arg(long, default_value_t = 0)]

@@ -106,12 +106,30 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let vtest = cache
         .require("vtest")
         .context("the bench streams footage made from vtest")?;
-    let dir = tempfile::tempdir()?;
+    let temporary = tempfile::tempdir()?;
+    let dir = match &args.footage_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("--footage-dir {}", dir.display()))?;
+            dir.as_path()
+        }
+        None => temporary.path(),
+    };
     eprintln!("making footage from {} ...", vtest.display());
-    let busy = dir.path().join("busy.mp4");
-    streamer_footage::make(
-        &vtest,
-        DETECT_FPS,
+    let make = |plan: &[Piece], path: &Path| -> Result<()> {
+        if path.exists() {
+            eprintln!("  reusing {}", path.display());
+            return Ok(());
+        }
+        // Made under another name first, so an interrupted run leaves no
+        // half-written file to be reused.
+        let partial = path.with_extension("partial.mp4");
+        streamer_footage::make(&vtest, DETECT_FPS, plan, &partial)?;
+        std::fs::rename(&partial, path)?;
+        Ok(())
+    };
+    let busy = dir.join("busy.mp4");
+    make(
         &[Piece::Real {
             from_s: 0.0,
             seconds: 60.0,
@@ -129,13 +147,13 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         let plan = streamer_footage::rotate(&streamer_footage::standard_plan(), offset);
         // Two cycles: a step of one whole cycle plus the warm-up.
         let twice: Vec<Piece> = std::iter::repeat_n(plan.clone(), 2).flatten().collect();
-        let path = dir.path().join(format!("idle{k}.mp4"));
-        streamer_footage::make(&vtest, DETECT_FPS, &twice, &path)?;
+        let path = dir.join(format!("idle{k}.mp4"));
+        make(&twice, &path)?;
         mounts.push((format!("idle{k}"), path));
         if args.soak_minutes > 0 {
             let long: Vec<Piece> = std::iter::repeat_n(plan, soak_repeats).flatten().collect();
-            let path = dir.path().join(format!("soak{k}.mp4"));
-            streamer_footage::make(&vtest, DETECT_FPS, &long, &path)?;
+            let path = dir.join(format!("soak{k}-{soak_repeats}x.mp4"));
+            make(&long, &path)?;
             mounts.push((format!("soak{k}"), path));
         }
     }

@@ -6,7 +6,7 @@
 //! ```
 //! [`StageGraph`] runs the stages of one frame in order. Live
 //! ([`LiveRunner`]): each camera runs on its own thread under a supervisor that restarts it
-//! with backoff ([`camera`]); frames cross to the single inference thread
+//! with backoff ([`camera`]); frames cross to the inference worker(s)
 //! through freshest-frame slots ([`handoff`]), served round-robin; every
 //! event is logged and counted in one place ([`telemetry`]); `/health` and
 //! `/metrics` are served over HTTP ([`http`]). Replay ([`ReplayRunner`]):
