@@ -47,10 +47,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let loaded = config::load(&args.config, &|name| std::env::var(name).ok())?;
     let cache = ModelCache::from_env();
     let m = &loaded.config.models;
-    let threads = Some(
-        m.detector_threads
-            .unwrap_or_else(|| runtime::worker_threads(m.inference_workers)),
-    );
+    let threads_each = m
+        .detector_threads
+        .unwrap_or_else(|| runtime::worker_threads(m.inference_workers));
+    let threads = Some(threads_each);
     let load_detector = || -> Result<Detector> {
         let mut detector = runtime::detector(&cache, &m.detector, threads)?;
         if let Some(s) = m.score {
@@ -123,8 +123,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     eprintln!(
         "inference: {} worker(s), {} ONNX Runtime thread(s) each",
-        m.inference_workers,
-        threads.unwrap_or(1)
+        m.inference_workers, threads_each
     );
     let stages = Stages {
         graph,
