@@ -125,6 +125,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         // half-written file to be reused.
         let partial = path.with_extension("partial.mp4");
         streamer_footage::make(&vtest, DETECT_FPS, plan, &partial)?;
+        std::fs::rename(
+            streamer_footage::labels_path(&partial),
+            streamer_footage::labels_path(path),
+        )?;
         std::fs::rename(&partial, path)?;
         Ok(())
     };
