@@ -122,6 +122,11 @@ pub struct BenchArgs {
     /// Cameras mode: the most cameras to try.
     #[arg(long, default_value_t = 64)]
     pub max_cameras: usize,
+    /// Cameras mode: the first number of cameras to try; the search doubles
+    /// from there while they are sustained, then bisects (a start near the
+    /// expected figure saves the small steps).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub start_cameras: u64,
     /// Cameras mode: only these cases (busy-off, busy-on, idle-off,
     /// idle-on: footage and motion gate), comma-separated; default all.
     #[arg(long, value_delimiter = ',')]
@@ -705,6 +710,38 @@ pub(crate) fn status_mib(field: &str) -> f64 {
                 .and_then(|v| v.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The C heap of this process (every allocation of Rust, GStreamer and ONNX
+/// Runtime goes through it), in MiB: what is allocated now, and what the
+/// allocator holds free (freed, not yet given back to the system). RSS that
+/// grows while the first stays level is the allocator's, not a leak.
+/// `None` off glibc.
+pub(crate) fn heap_mib() -> Option<HeapMib> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and only reads the
+        // allocator's statistics (it locks each arena while it does).
+        let m = unsafe { libc::mallinfo2() };
+        let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
+        Some(HeapMib {
+            in_use: mib(m.uordblks + m.hblkhd),
+            free_held: mib(m.fordblks),
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
+/// See [`heap_mib`].
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub(crate) struct HeapMib {
+    /// Allocated and not freed.
+    pub in_use: f64,
+    /// Freed but still held by the allocator.
+    pub free_held: f64,
 }
 
 fn print_report(r: &SeriesReport) {

@@ -36,7 +36,7 @@ use streamer_runner::{
     Stages, Zone,
 };
 
-use crate::bench_cmd::BenchArgs;
+use crate::bench_cmd::{heap_mib, BenchArgs, HeapMib};
 use crate::runtime;
 
 const DETECT_FPS: u32 = 5;
@@ -56,6 +56,9 @@ struct Step {
     rss_end_mib: f64,
     /// RSS at each whole minute of the step, from its start.
     rss_each_minute_mib: Vec<f64>,
+    /// The C heap at the same moments: allocated, and held free by the
+    /// allocator (empty off glibc).
+    heap_each_minute_mib: Vec<HeapMib>,
     frames_processed: u64,
     frames_gated_out: u64,
     frames_dropped: u64,
@@ -226,7 +229,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         };
         // Double until it fails, then bisect.
         let (mut good, mut bad) = (0usize, None);
-        let mut n = 1usize;
+        let mut n = (args.start_cameras as usize).min(args.max_cameras).max(1);
         while n <= args.max_cameras {
             if try_n(n, &mut steps)? {
                 good = n;
@@ -292,6 +295,23 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
+            if let (Some(first), Some(last)) = (
+                step.heap_each_minute_mib.first(),
+                step.heap_each_minute_mib.last(),
+            ) {
+                eprintln!(
+                    "  heap in use {:.0} -> {:.0} MiB, held free {:.0} -> {:.0} MiB; each minute (in use/free): {}",
+                    first.in_use,
+                    last.in_use,
+                    first.free_held,
+                    last.free_held,
+                    step.heap_each_minute_mib
+                        .iter()
+                        .map(|h| format!("{:.0}/{:.0}", h.in_use, h.free_held))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
             Some(step)
         }
         _ => None,
@@ -567,6 +587,7 @@ fn run_step(
     let rss_start = rss_mib();
     let window = Instant::now();
     let mut rss_each_minute = vec![rss_start];
+    let mut heap_each_minute: Vec<HeapMib> = heap_mib().into_iter().collect();
     let end = window + Duration::from_secs(seconds);
     loop {
         let next_minute = window + Duration::from_secs(60 * rss_each_minute.len() as u64);
@@ -576,6 +597,7 @@ fn run_step(
             break;
         }
         rss_each_minute.push(rss_mib());
+        heap_each_minute.extend(heap_mib());
     }
     let elapsed = window.elapsed().as_secs_f64();
     let (p1, g1, d1, s1, r1) = totals();
@@ -633,6 +655,7 @@ fn run_step(
         rss_start_mib: rss_start,
         rss_end_mib: rss_end,
         rss_each_minute_mib: rss_each_minute,
+        heap_each_minute_mib: heap_each_minute,
         frames_processed: processed,
         frames_gated_out: gated,
         frames_dropped: dropped,

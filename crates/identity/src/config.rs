@@ -87,10 +87,11 @@ pub struct IdentityConfig {
     #[serde(default = "default_track_descriptor_crops")]
     pub track_descriptor_crops: usize,
     /// A track's changed descriptor goes into the index only when its
-    /// cosine similarity to the one stored last for the visit is below
-    /// this (or that one is a bucket's span old): a new best crop usually
-    /// moves the mean of four a little, and a near-copy finds nobody the
-    /// stored one would not. 1 stores every change.
+    /// cosine similarity to each look stored last for the visit (one per
+    /// camera it is tracked on) is below this, or when the visit's newest
+    /// entry is a bucket's span old: a new best crop usually moves the mean
+    /// of four a little, and a near-copy finds nobody the stored one would
+    /// not. 1 stores every change.
     #[serde(default = "default_reindex_below_similarity")]
     pub reindex_below_similarity: f32,
     /// A new sighting this similar to a track seen at the same moment on

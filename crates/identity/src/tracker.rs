@@ -244,6 +244,14 @@ impl Appearance {
     }
 }
 
+/// A descriptor put in the index for a visit, from one camera.
+#[derive(Debug)]
+struct StoredLook {
+    camera: String,
+    time_ms: u64,
+    descriptor: Vec<f32>,
+}
+
 /// Turns person sightings from any number of cameras into visits.
 pub struct VisitTracker {
     config: IdentityConfig,
@@ -255,8 +263,9 @@ pub struct VisitTracker {
     next_id: u64,
     now_ms: u64,
     summary: IdentitySummary,
-    /// Each open visit's last descriptor put in the index, and when.
-    last_indexed: HashMap<VisitId, (u64, Vec<f32>)>,
+    /// Each open visit's descriptor last put in the index from each
+    /// camera, and when.
+    last_indexed: HashMap<VisitId, Vec<StoredLook>>,
 }
 
 impl VisitTracker {
@@ -447,11 +456,16 @@ impl VisitTracker {
 
     /// Puts a visit's track descriptor in the index when it changed (a crop
     /// joined the track's best) by more than `reindex_below_similarity`
-    /// allows, or when the visit's last entry is a bucket's span old (so a person in view for long stays findable
-    /// within the index's window). Not when the same look was stored at
-    /// this instant already (one scene on two cameras would crowd other
-    /// visits out of a query's nearest neighbours). So the index holds a
-    /// few descriptors a track, not one a sighting.
+    /// allows, or when the visit's newest entry is a bucket's span old (so
+    /// a person in view for long stays findable within the index's window).
+    /// A change is measured against the look last stored from each camera
+    /// the visit is tracked on, not only the last one stored: a person in
+    /// view of two cameras has two tracks, and their descriptors taking
+    /// turns would otherwise each be stored again and again. Not when the
+    /// same look was stored at this instant already (one scene on two
+    /// cameras would crowd other visits out of a query's nearest
+    /// neighbours). So the index holds a few descriptors a track, not one a
+    /// sighting.
     fn index_descriptor(
         &mut self,
         visit: VisitId,
@@ -459,22 +473,29 @@ impl VisitTracker {
         appearance: &Appearance,
         changed: bool,
     ) -> Result<(), IdentityError> {
-        let last = self.last_indexed.get(&visit);
+        let stored = self
+            .last_indexed
+            .get(&visit)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let newest = stored.iter().map(|l| l.time_ms).max();
         let stale =
-            last.is_none_or(|(t, _)| s.time_ms.saturating_sub(*t) >= self.config.bucket_span_ms);
+            newest.is_none_or(|t| s.time_ms.saturating_sub(t) >= self.config.bucket_span_ms);
         if !changed && !stale {
             self.summary.descriptors_unchanged += 1;
             return Ok(());
         }
         let descriptor = appearance.descriptor();
-        let similarity = last.map(|(t, d)| (*t, dot(d, &descriptor)));
-        let repeat = similarity.is_some_and(|(t, similar)| {
-            t.abs_diff(s.time_ms) <= SIMULTANEOUS_MS && similar >= self.config.identical_similarity
+        let repeat = stored.iter().any(|l| {
+            l.time_ms.abs_diff(s.time_ms) <= SIMULTANEOUS_MS
+                && dot(&l.descriptor, &descriptor) >= self.config.identical_similarity
         });
         let threshold = self.config.reindex_below_similarity;
         let near_copy = !stale
             && threshold < 1.0
-            && similarity.is_some_and(|(_, similar)| similar >= threshold);
+            && stored
+                .iter()
+                .any(|l| dot(&l.descriptor, &descriptor) >= threshold);
         if near_copy && !repeat {
             self.summary.descriptors_near_copies += 1;
         }
@@ -487,7 +508,16 @@ impl VisitTracker {
                     time_ms: s.time_ms,
                 },
             )?;
-            self.last_indexed.insert(visit, (s.time_ms, descriptor));
+            let looks = self.last_indexed.entry(visit).or_default();
+            let look = StoredLook {
+                camera: s.camera.clone(),
+                time_ms: s.time_ms,
+                descriptor,
+            };
+            match looks.iter_mut().find(|l| l.camera == s.camera) {
+                Some(slot) => *slot = look,
+                None => looks.push(look),
+            }
         }
         Ok(())
     }
@@ -1007,6 +1037,39 @@ mod tests {
         }
         assert_eq!(t.index().len(), 2, "the first look and the changed one");
         assert_eq!(t.summary().descriptors_near_copies, 2);
+    }
+
+    #[test]
+    fn a_person_on_two_cameras_stores_each_camera_look_once() {
+        // The descriptor is the best crop alone, and every crop is better
+        // than the last (the box grows), so every sighting changes it.
+        let mut t = VisitTracker::new(IdentityConfig {
+            track_descriptor_crops: 1,
+            ..config()
+        })
+        .unwrap();
+        let hall = unit(DIM, 1);
+        // The porch sees the same person from another side: 0.88 alike,
+        // enough to join the visit (0.8), not a near copy (0.92).
+        let porch = blend(&hall, &unit(DIM, 9), 0.35);
+        for frame in 0..6u64 {
+            let w = 40.0 + 4.0 * frame as f32;
+            for (camera, look) in [("hall", &hall), ("porch", &porch)] {
+                // Each camera's look drifts a little from frame to frame.
+                let look = blend(look, &unit(DIM, 100 + frame), 0.02);
+                let s = Sighting::new(
+                    camera,
+                    frame * 200,
+                    BBox::new(10.0, 100.0, 10.0 + w, 100.0 + 2.5 * w),
+                    look,
+                );
+                let o = t.observe(&[s]).unwrap();
+                assert_eq!(visit_of(&o, 0), VisitId(1));
+            }
+        }
+        // One look from each camera, not one every time the two took turns.
+        assert_eq!(t.index().len(), 2);
+        assert_eq!(t.summary().descriptors_near_copies, 10);
     }
 
     #[test]

@@ -458,6 +458,29 @@ fn run(frames: &[&[Labelled]], config: IdentityConfig) -> Scores {
             people.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
             eprintln!("    visit {v}: {people:?} {:?}", got.spans[v]);
         }
+        // Where a visit's labelled person changes, and how that sighting
+        // joined it: a wrong join is either the tracker's (a box handed
+        // from one person to another) or appearance's.
+        for visit in tracker.open_visits() {
+            let mut last: Option<usize> = None;
+            for r in &visit.sightings {
+                let Some(p) = truth_of.get(&key(&r.camera, r.time_ms, &r.bbox)) else {
+                    continue;
+                };
+                if last.is_some_and(|l| l != *p) {
+                    eprintln!(
+                        "    visit {}: person {} -> {p} at {} ms on {}, joined by {:?} (similarity {:?})",
+                        visit.id.0,
+                        last.unwrap(),
+                        r.time_ms,
+                        r.camera,
+                        r.joined_by,
+                        r.similarity
+                    );
+                }
+                last = Some(*p);
+            }
+        }
     }
     let visits = got.pairs.iter().map(|p| p.0).collect::<BTreeSet<_>>().len();
     let labelled = got.pairs.len();
