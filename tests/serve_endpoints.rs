@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -36,6 +37,22 @@ fn python() -> Option<PathBuf> {
     }
     eprintln!("skipped: no Python clients (run scripts/install-py-clients.sh)");
     None
+}
+
+/// The server's pid, for [`end_server`].
+static SERVER_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Ends the server by pid when the test process exits: the shared
+/// [`Server`] lives in a static, and statics are never dropped.
+extern "C" fn end_server() {
+    let pid = SERVER_PID.load(Ordering::SeqCst);
+    if pid != 0 {
+        // SAFETY: kill only sends a signal, to the child this process
+        // started.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
 }
 
 /// The server, started once for every test here; ended by pid at exit.
@@ -73,6 +90,11 @@ fn start_server() -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("streamer starts");
+    SERVER_PID.store(child.id(), Ordering::SeqCst);
+    // SAFETY: registers a plain function with no captured state.
+    unsafe {
+        libc::atexit(end_server);
+    }
     // Its first line names the address (port 0 picks a free one).
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
