@@ -467,11 +467,10 @@ fn run(frames: &[&[Labelled]], config: IdentityConfig) -> Scores {
                 let Some(p) = truth_of.get(&key(&r.camera, r.time_ms, &r.bbox)) else {
                     continue;
                 };
-                if last.is_some_and(|l| l != *p) {
+                if let Some(before) = last.filter(|l| l != p) {
                     eprintln!(
-                        "    visit {}: person {} -> {p} at {} ms on {}, joined by {:?} (similarity {:?})",
+                        "    visit {}: person {before} -> {p} at {} ms on {}, joined by {:?} (similarity {:?})",
                         visit.id.0,
-                        last.unwrap(),
                         r.time_ms,
                         r.camera,
                         r.joined_by,
