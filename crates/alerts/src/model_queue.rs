@@ -9,12 +9,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::Serialize;
-use streamer_reason::{triage_until, ChatBackend, Describer, ReasonError, Scene, TriageInput};
+use streamer_reason::{
+    triage_until, CancelToken, ChatBackend, Describer, ReasonError, Scene, TriageInput,
+};
 
 use crate::mqtt::lock;
 
@@ -91,14 +93,20 @@ struct Shared {
     /// `capacity` entries).
     by_visit: Mutex<HashMap<String, Vec<Arc<AtomicBool>>>>,
     closing: AtomicBool,
+    /// Cancelled when the queue stops: the call on the model ends at its
+    /// next check (between two prompt batches or two tokens).
+    stop: CancelToken,
 }
 
-/// The queue in front of the model; dropping it lets the worker finish its
-/// current job and exit.
+/// The queue in front of the model. [`ModelQueue::stop`] (or dropping it)
+/// cuts the running call short, refuses what waits, and waits for the
+/// worker, so no model work outlives the queue.
 pub(crate) struct ModelQueue {
     capacity: usize,
-    sender: Sender<Queued>,
+    /// `None` once stopped.
+    sender: Mutex<Option<Sender<Queued>>>,
     shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ModelQueue {
@@ -111,15 +119,17 @@ impl ModelQueue {
             counters: Counters::default(),
             by_visit: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
+            stop: CancelToken::new(),
         });
         let worker_shared = Arc::clone(&shared);
-        thread::Builder::new()
+        let worker = thread::Builder::new()
             .name("alerts-model".into())
             .spawn(move || work(&*backend, &receiver, &worker_shared))?;
         Ok(Self {
             capacity,
-            sender,
+            sender: Mutex::new(Some(sender)),
             shared,
+            worker: Mutex::new(Some(worker)),
         })
     }
 
@@ -139,12 +149,21 @@ impl ModelQueue {
             .push(Arc::clone(&visit_ended));
         c.waiting.fetch_add(1, Ordering::SeqCst);
         let queued = Queued { job, visit_ended };
-        match self.sender.try_send(queued) {
+        let sent = match lock(&self.sender).as_ref() {
+            Some(sender) => sender.try_send(queued),
+            None => Err(TrySendError::Disconnected(queued)),
+        };
+        match sent {
             Ok(()) => {}
-            Err(TrySendError::Full(queued) | TrySendError::Disconnected(queued)) => {
+            Err(TrySendError::Full(queued)) => {
                 c.waiting.fetch_sub(1, Ordering::SeqCst);
                 forget(&self.shared, &queued);
                 self.refuse_busy(queued.job);
+            }
+            Err(TrySendError::Disconnected(queued)) => {
+                c.waiting.fetch_sub(1, Ordering::SeqCst);
+                forget(&self.shared, &queued);
+                let _ = queued.job.reply.send(Err(SHUTTING_DOWN.into()));
             }
         }
     }
@@ -176,9 +195,21 @@ impl ModelQueue {
         }
     }
 
-    /// Jobs still waiting are dropped rather than run (shutting down).
-    pub fn close(&self) {
+    /// Shutting down: the call on the model is cut short, jobs still
+    /// waiting are refused rather than run, and this returns once the
+    /// worker has let go of the model. A model call left running past the
+    /// process's end would race the model's teardown at exit.
+    pub fn stop(&self) {
         self.shared.closing.store(true, Ordering::SeqCst);
+        self.shared.stop.cancel();
+        // Closing the channel ends the worker's loop once it is drained.
+        lock(&self.sender).take();
+        let worker = lock(&self.worker).take();
+        if let Some(worker) = worker {
+            if worker.join().is_err() {
+                tracing::error!("The model queue's worker panicked");
+            }
+        }
     }
 
     pub fn stats(&self) -> ModelQueueStats {
@@ -197,6 +228,15 @@ impl ModelQueue {
     }
 }
 
+impl Drop for ModelQueue {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+const SHUTTING_DOWN: &str = "shutting down before the model got to it";
+const SHUTTING_DOWN_DURING_CALL: &str = "shutting down during the model call";
+
 /// Removes a job's cancel flag from the by-visit map.
 fn forget(shared: &Shared, queued: &Queued) {
     let mut map = lock(&shared.by_visit);
@@ -209,7 +249,7 @@ fn forget(shared: &Shared, queued: &Queued) {
 }
 
 /// The worker: one job at a time, stale ones dropped before they cost a
-/// model call. Ends when the queue is dropped and empty.
+/// model call. Ends when the queue is stopped and drained.
 fn work(backend: &dyn ChatBackend, receiver: &Receiver<Queued>, shared: &Shared) {
     let c = &shared.counters;
     for queued in receiver {
@@ -237,7 +277,7 @@ fn run_one(backend: &dyn ChatBackend, queued: &Queued, shared: &Shared) -> Resul
         Err(reason)
     };
     if shared.closing.load(Ordering::SeqCst) {
-        return Err("shutting down before the model got to it".into());
+        return Err(SHUTTING_DOWN.into());
     }
     if Instant::now() >= job.deadline {
         return discard(
@@ -254,12 +294,14 @@ fn run_one(backend: &dyn ChatBackend, queued: &Queued, shared: &Shared) -> Resul
     c.started.fetch_add(1, Ordering::Relaxed);
     let description = match Describer::new(backend)
         .with_deadline(job.deadline)
+        .with_cancel(shared.stop.clone())
         .describe(&job.scene)
     {
         Ok(d) => d,
         Err(ReasonError::DeadlineExpired) => {
             return discard(&c.expired, "deadline passed while describing".into());
         }
+        Err(ReasonError::Cancelled) => return Err(SHUTTING_DOWN_DURING_CALL.into()),
         Err(e) => {
             c.failed.fetch_add(1, Ordering::Relaxed);
             return Err(format!("model failed: {e}"));
@@ -278,12 +320,14 @@ fn run_one(backend: &dyn ChatBackend, queued: &Queued, shared: &Shared) -> Resul
             description: description.text.clone(),
         },
         Some(job.deadline),
+        Some(&shared.stop),
     );
     let outcome = match outcome {
         Ok(o) => o,
         Err(ReasonError::DeadlineExpired) => {
             return discard(&c.expired, "deadline passed while triaging".into());
         }
+        Err(ReasonError::Cancelled) => return Err(SHUTTING_DOWN_DURING_CALL.into()),
         Err(e) => {
             c.failed.fetch_add(1, Ordering::Relaxed);
             return Err(format!("model failed: {e}"));

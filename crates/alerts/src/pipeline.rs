@@ -415,7 +415,7 @@ impl AlertPipeline {
     /// outbox for the next start.
     pub fn shutdown(mut self, flush: Duration) -> usize {
         if let Some(queue) = &self.inner.model_queue {
-            queue.close();
+            queue.stop();
         }
         let handles: Vec<_> = lock(&self.stage_two).drain(..).collect();
         for handle in handles {

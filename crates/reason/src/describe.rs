@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use streamer_core::Detection;
 
-use crate::{ChatBackend, ChatMessage, ChatRequest, ImageInput, ReasonError, Sampling, Timing};
+use crate::{
+    CancelToken, ChatBackend, ChatMessage, ChatRequest, ImageInput, ReasonError, Sampling, Timing,
+};
 
 /// What the describer is told about one moment on one camera.
 #[derive(Clone, Debug)]
@@ -62,6 +64,7 @@ pub struct Describer<'a> {
     backend: &'a dyn ChatBackend,
     max_tokens: u32,
     deadline: Option<std::time::Instant>,
+    cancel: Option<CancelToken>,
 }
 
 impl<'a> Describer<'a> {
@@ -70,12 +73,19 @@ impl<'a> Describer<'a> {
             backend,
             max_tokens: 96,
             deadline: None,
+            cancel: None,
         }
     }
 
     /// Gives up with [`ReasonError::DeadlineExpired`] at `deadline`.
     pub fn with_deadline(mut self, deadline: std::time::Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Gives up with [`ReasonError::Cancelled`] once `cancel` is cancelled.
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = Some(cancel);
         self
     }
 
@@ -96,6 +106,7 @@ impl<'a> Describer<'a> {
                 sampling: Sampling::greedy(self.max_tokens),
                 images: vec![image.clone()],
                 deadline: self.deadline,
+                cancel: self.cancel.clone(),
                 ..ChatRequest::default()
             },
             &mut |_| {},
@@ -120,6 +131,7 @@ impl<'a> Describer<'a> {
                 ],
                 sampling: Sampling::greedy(self.max_tokens),
                 deadline: self.deadline,
+                cancel: self.cancel.clone(),
                 ..ChatRequest::default()
             },
             &mut |_| {},

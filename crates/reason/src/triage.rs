@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use streamer_core::Urgency;
 
-use crate::{ChatBackend, ChatMessage, ChatReply, ChatRequest, ReasonError, Sampling};
+use crate::{CancelToken, ChatBackend, ChatMessage, ChatReply, ChatRequest, ReasonError, Sampling};
 
 /// What the triage step is told.
 #[derive(Clone, Debug, Serialize)]
@@ -112,15 +112,17 @@ pub fn triage(
     backend: &dyn ChatBackend,
     input: &TriageInput,
 ) -> Result<TriageOutcome, ReasonError> {
-    triage_until(backend, input, None)
+    triage_until(backend, input, None, None)
 }
 
 /// Classifies one event, giving up with [`ReasonError::DeadlineExpired`]
-/// at `deadline` (in-process, generation stops there).
+/// at `deadline`, or with [`ReasonError::Cancelled`] once `cancel` is
+/// cancelled (in-process, generation stops there).
 pub fn triage_until(
     backend: &dyn ChatBackend,
     input: &TriageInput,
     deadline: Option<std::time::Instant>,
+    cancel: Option<&CancelToken>,
 ) -> Result<TriageOutcome, ReasonError> {
     let reply = backend.chat(
         &ChatRequest {
@@ -135,6 +137,7 @@ pub fn triage_until(
             },
             json_schema: Some(triage_schema()),
             deadline,
+            cancel: cancel.cloned(),
             ..ChatRequest::default()
         },
         &mut |_| {},

@@ -233,3 +233,42 @@ fn queued_model_work_past_its_deadline_is_dropped_not_run() {
     assert_eq!(stats.answered, 0);
     pipeline.shutdown(Duration::ZERO);
 }
+
+#[test]
+fn shutting_down_cuts_the_model_call_short_and_lets_go_of_the_model() {
+    let Some(model) = qwen() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(free_port(), dir.path(), "streamer-stop");
+    config.triage.deadline_ms = GENEROUS.as_millis() as u64;
+    let pipeline = AlertPipeline::start(&config, Some(Arc::clone(&model))).unwrap();
+    let receipt = pipeline
+        .visit_opened(visit("porch", "stop-1", local(23, 41, 0), &["person"]))
+        .unwrap();
+    // Wait until the model is working on the visit.
+    let started = Instant::now();
+    while pipeline.model_queue().expect("a model is configured").running == 0 {
+        assert!(started.elapsed() < GENEROUS, "the model never took the job");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopping = Instant::now();
+    pipeline.shutdown(Duration::ZERO);
+    let stopped_after = stopping.elapsed();
+    // Nothing still holds the model: no call on it can outlive the
+    // pipeline (one left running raced the model's teardown at exit).
+    assert_eq!(Arc::strong_count(&model), 1, "the model is still in use");
+    let update = receipt.wait_stage_two(GENEROUS).expect("stage two answers");
+    eprintln!(
+        "shutdown during a model call took {:.0} ms; stage two: {:?} {:?}",
+        stopped_after.as_secs_f64() * 1e3,
+        update.stage,
+        update.fallback_reason
+    );
+    if update.stage == Stage::Fallback {
+        assert_eq!(
+            update.fallback_reason.as_deref(),
+            Some("shutting down during the model call")
+        );
+    }
+}
