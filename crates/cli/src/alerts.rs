@@ -182,8 +182,8 @@ impl Alerts {
             Ok(pipeline) => pipeline.shutdown(Duration::from_secs(10)),
             Err(shared) => shared.pending(),
         };
-        // Model calls that missed their deadline may still be running on
-        // detached threads: end them before the process exits.
+        // Shutting the pipeline down ends its model calls; if it is still
+        // shared and could not be, end them here before the process exits.
         if let Some(runtime) = self.runtime {
             runtime.close_and_wait(Duration::from_secs(10));
             let deadline = Instant::now() + Duration::from_secs(10);

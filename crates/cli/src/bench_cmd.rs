@@ -712,11 +712,11 @@ pub(crate) fn status_mib(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// The C heap of this process (every allocation of Rust, GStreamer and ONNX
-/// Runtime goes through it), in MiB: what is allocated now, and what the
-/// allocator holds free (freed, not yet given back to the system). RSS that
-/// grows while the first stays level is the allocator's, not a leak.
-/// `None` off glibc.
+/// glibc's heap in this process (GStreamer, ONNX Runtime and llama.cpp
+/// allocate from it; the binary's own Rust allocations go to jemalloc), in
+/// MiB: what is allocated now, and what the allocator holds free (freed,
+/// not yet given back to the system). RSS that grows while the first stays
+/// level is the allocator's, not a leak. `None` off glibc.
 pub(crate) fn heap_mib() -> Option<HeapMib> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

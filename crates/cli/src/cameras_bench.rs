@@ -300,7 +300,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
                 step.heap_each_minute_mib.last(),
             ) {
                 eprintln!(
-                    "  heap in use {:.0} -> {:.0} MiB, held free {:.0} -> {:.0} MiB; each minute (in use/free): {}",
+                    "  glibc heap (C libraries) in use {:.0} -> {:.0} MiB, held free {:.0} -> {:.0} MiB; each minute (in use/free): {}",
                     first.in_use,
                     last.in_use,
                     first.free_held,

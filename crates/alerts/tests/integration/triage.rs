@@ -248,7 +248,12 @@ fn shutting_down_cuts_the_model_call_short_and_lets_go_of_the_model() {
         .unwrap();
     // Wait until the model is working on the visit.
     let started = Instant::now();
-    while pipeline.model_queue().expect("a model is configured").running == 0 {
+    while pipeline
+        .model_queue()
+        .expect("a model is configured")
+        .running
+        == 0
+    {
         assert!(started.elapsed() < GENEROUS, "the model never took the job");
         std::thread::sleep(Duration::from_millis(5));
     }
