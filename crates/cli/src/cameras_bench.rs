@@ -76,6 +76,10 @@ struct Step {
     passed_frame_ms: f64,
     detect_ms: f64,
     embed_ms: f64,
+    /// Person crops a passed frame held, and the share that reused their
+    /// track's embedding instead of being embedded.
+    crops_per_passed_frame: f64,
+    crops_reused_pct: f64,
     min_camera_fps: f64,
     alerts: usize,
     alert_max_ms: Option<f64>,
@@ -350,7 +354,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 
 fn print_step(s: &Step) {
     eprintln!(
-        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | inference busy {:.0} %, {:.0} ms a passed frame (detect {:.0}, embed {:.0}) | min fps {:.2} | alerts {} (max {} ms){}",
+        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | inference busy {:.0} %, {:.0} ms a passed frame (detect {:.0}, embed {:.0}; {:.1} crops, {:.0} % reused) | min fps {:.2} | alerts {} (max {} ms){}",
         s.cameras,
         if s.sustained { "ok  " } else { "FAIL" },
         s.cpu_per_camera_pct,
@@ -367,6 +371,8 @@ fn print_step(s: &Step) {
         s.passed_frame_ms,
         s.detect_ms,
         s.embed_ms,
+        s.crops_per_passed_frame,
+        s.crops_reused_pct,
         s.min_camera_fps,
         s.alerts,
         s.alert_max_ms.map_or("-".into(), |v| format!("{v:.0}")),
@@ -445,6 +451,9 @@ struct Measured {
     passed_busy: Duration,
     detect: Duration,
     embed: Duration,
+    /// Person crops embedded, and reusing their track's embedding.
+    crops_embedded: u64,
+    crops_reused: u64,
 }
 
 struct Recorder(Arc<Mutex<Measured>>);
@@ -460,6 +469,8 @@ impl Observer for Recorder {
             m.passed_busy += outcome.elapsed;
             m.detect += outcome.timings.total();
             m.embed += outcome.embed_time;
+            m.crops_embedded += outcome.embedded as u64;
+            m.crops_reused += outcome.embeddings_reused as u64;
         }
         // From the visit's first sighting, which may be frames earlier
         // (a person walking in at the frame's edge is held a moment).
@@ -669,6 +680,9 @@ fn run_step(
         passed_frame_ms: per_passed(m.passed_busy),
         detect_ms: per_passed(m.detect),
         embed_ms: per_passed(m.embed),
+        crops_per_passed_frame: (m.crops_embedded + m.crops_reused) as f64 / m.passed.max(1) as f64,
+        crops_reused_pct: 100.0 * m.crops_reused as f64
+            / (m.crops_embedded + m.crops_reused).max(1) as f64,
         min_camera_fps: min_fps,
         alerts: m.alerts.len(),
         alert_max_ms: alert_max,
