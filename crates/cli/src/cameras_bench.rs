@@ -75,6 +75,10 @@ struct Step {
     /// it spent detecting and embedding.
     passed_frame_ms: f64,
     detect_ms: f64,
+    /// Of `detect_ms`: scaling the frame to the model's input, and the
+    /// model itself.
+    detect_preprocess_ms: f64,
+    detect_inference_ms: f64,
     embed_ms: f64,
     /// Person crops a passed frame held, and the share that reused their
     /// track's embedding instead of being embedded.
@@ -354,7 +358,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 
 fn print_step(s: &Step) {
     eprintln!(
-        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | inference busy {:.0} %, {:.0} ms a passed frame (detect {:.0}, embed {:.0}; {:.1} crops, {:.0} % reused) | min fps {:.2} | alerts {} (max {} ms){}",
+        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | inference busy {:.0} %, {:.0} ms a passed frame (detect {:.0}: scale {:.0}, model {:.0}; embed {:.0}; {:.1} crops, {:.0} % reused) | min fps {:.2} | alerts {} (max {} ms){}",
         s.cameras,
         if s.sustained { "ok  " } else { "FAIL" },
         s.cpu_per_camera_pct,
@@ -370,6 +374,8 @@ fn print_step(s: &Step) {
         s.inference_busy_pct,
         s.passed_frame_ms,
         s.detect_ms,
+        s.detect_preprocess_ms,
+        s.detect_inference_ms,
         s.embed_ms,
         s.crops_per_passed_frame,
         s.crops_reused_pct,
@@ -450,6 +456,8 @@ struct Measured {
     passed: u64,
     passed_busy: Duration,
     detect: Duration,
+    detect_preprocess: Duration,
+    detect_inference: Duration,
     embed: Duration,
     /// Person crops embedded, and reusing their track's embedding.
     crops_embedded: u64,
@@ -468,6 +476,8 @@ impl Observer for Recorder {
             m.passed += 1;
             m.passed_busy += outcome.elapsed;
             m.detect += outcome.timings.total();
+            m.detect_preprocess += outcome.timings.preprocess;
+            m.detect_inference += outcome.timings.inference;
             m.embed += outcome.embed_time;
             m.crops_embedded += outcome.embedded as u64;
             m.crops_reused += outcome.embeddings_reused as u64;
@@ -679,6 +689,8 @@ fn run_step(
         inference_busy_pct: 100.0 * m.busy.as_secs_f64() / elapsed / args.workers as f64,
         passed_frame_ms: per_passed(m.passed_busy),
         detect_ms: per_passed(m.detect),
+        detect_preprocess_ms: per_passed(m.detect_preprocess),
+        detect_inference_ms: per_passed(m.detect_inference),
         embed_ms: per_passed(m.embed),
         crops_per_passed_frame: (m.crops_embedded + m.crops_reused) as f64 / m.passed.max(1) as f64,
         crops_reused_pct: 100.0 * m.crops_reused as f64
