@@ -8,7 +8,8 @@
 //! 5); a third camera on a closed port staying offline meanwhile; a server
 //! that stops sending without closing (SIGSTOP) reported as a stall and
 //! recovered; no password in any log line, /health, /metrics or MQTT
-//! payload; SIGTERM: exit 0, `stopped` retained, outbox empty.
+//! payload; SIGTERM: exit 0, `stopped` retained, outbox empty. Another
+//! covers a taken HTTP port: a clear error, after the cameras stopped.
 
 #[path = "../crates/alerts/tests/integration/support.rs"]
 #[allow(dead_code)]
@@ -368,4 +369,62 @@ fn live_cameras_recover_from_restarts_and_stalls_and_stop_cleanly() {
             m.topic
         );
     }
+}
+
+/// A listen address already taken is a clear error, and the cameras and
+/// inference workers that started before it are stopped before the process
+/// ends (none left running into the process's teardown).
+#[test]
+fn a_taken_http_port_is_a_clear_error_after_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_port = taken.local_addr().unwrap().port();
+    let config = dir.path().join("streamer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "outbox_dir = \"{outbox}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+             [models]\nllm = \"none\"\ndetector_threads = 1\n\n\
+             [cameras.dead]\nurl = \"rtsp://127.0.0.1:{closed}/none\"\nbackoff_s = [0.5]\n",
+            outbox = dir.path().join("outbox").display(),
+            closed = free_port(),
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("streamer.log");
+    let mut streamer = Command::new(env!("CARGO_BIN_EXE_streamer"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("STREAMER_LOG", "info,hnsw_rs=warn,ort=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    // Debug builds load the models first: a bound, not a speed target.
+    let mut status = None;
+    wait_for("streamer run to exit", Duration::from_secs(600), || {
+        status = streamer.try_wait().unwrap();
+        status.is_some()
+    });
+    let status = status.unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    eprintln!("{log}");
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "an error exit, not a signal: {status}"
+    );
+    let error = log
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
+    assert!(
+        error.contains(&format!("127.0.0.1:{http_port}")),
+        "the error names the address: {error}"
+    );
+    let stopped = log
+        .find("Live pipeline stopped")
+        .expect("the live pipeline was stopped before the process ended");
+    assert!(stopped < log.find("error:").unwrap());
+    drop(taken);
 }

@@ -51,12 +51,15 @@ pub struct Stages {
 /// How often camera health goes to Home Assistant.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
-/// A running live pipeline.
+/// A running live pipeline. Dropping it stops it as [`LiveRunner::stop`]
+/// does, so an early return (a port already taken) never leaves camera or
+/// inference threads running while the process ends.
 pub struct LiveRunner {
     telemetry: Arc<Telemetry>,
     stop: Arc<AtomicBool>,
     cameras: Vec<JoinHandle<()>>,
-    inference: JoinHandle<Option<Arc<AlertPipeline>>>,
+    /// `None` once stopped.
+    inference: Option<JoinHandle<Option<Arc<AlertPipeline>>>>,
 }
 
 impl std::fmt::Debug for LiveRunner {
@@ -126,7 +129,7 @@ impl LiveRunner {
             telemetry,
             stop,
             cameras: handles,
-            inference,
+            inference: Some(inference),
         })
     }
 
@@ -137,12 +140,27 @@ impl LiveRunner {
 
     /// Stops the sources and the inference thread (the frame in flight is
     /// finished), then hands back the alerts stage for the caller to flush.
-    pub fn stop(self) -> Option<Arc<AlertPipeline>> {
+    pub fn stop(mut self) -> Option<Arc<AlertPipeline>> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Option<Arc<AlertPipeline>> {
         self.stop.store(true, Ordering::Relaxed);
-        for handle in self.cameras {
+        let cameras = self.cameras.len();
+        for handle in self.cameras.drain(..) {
             let _ = handle.join();
         }
-        self.inference.join().ok().flatten()
+        let pipeline = self.inference.take()?.join().ok().flatten();
+        tracing::info!(cameras, "Live pipeline stopped");
+        pipeline
+    }
+}
+
+impl Drop for LiveRunner {
+    fn drop(&mut self) {
+        if self.inference.is_some() {
+            self.halt();
+        }
     }
 }
 
