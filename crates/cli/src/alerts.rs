@@ -186,10 +186,6 @@ impl Alerts {
         // shared and could not be, end them here before the process exits.
         if let Some(runtime) = self.runtime {
             runtime.close_and_wait(Duration::from_secs(10));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Arc::strong_count(&runtime) > 1 && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(20));
-            }
         }
         eprintln!(
             "  alerts              {} sent ({left} left in the outbox)",
