@@ -1,11 +1,13 @@
 //! Stage two with a real model: a deadline that expires falls back to the
 //! rules; a generous one gets the model's verdict.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use streamer_alerts::{AlertPipeline, Stage};
-use streamer_reason::{ChatBackend, LlmRuntime, RuntimeOptions};
+use streamer_reason::{
+    ChatBackend, ChatReply, ChatRequest, LlmRuntime, ReasonError, RuntimeOptions,
+};
 
 use crate::support::{config, free_port, local, missing, visit};
 
@@ -192,44 +194,142 @@ fn the_model_queue_is_bounded_and_drops_a_visit_that_ended_while_waiting() {
     pipeline.shutdown(Duration::ZERO);
 }
 
+/// The real model behind a door the test opens: the first call waits at
+/// the door until the test lets it through, so the test knows the worker
+/// is busy while later jobs wait. Every call goes to the real model.
+struct HeldAtTheDoor {
+    model: Arc<dyn ChatBackend>,
+    /// Told once when the first call arrives at the door.
+    arrived: Mutex<Option<mpsc::Sender<()>>>,
+    /// Taken by the first call; it waits on it until the test opens.
+    door: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+impl ChatBackend for HeldAtTheDoor {
+    fn describe(&self) -> String {
+        self.model.describe()
+    }
+
+    fn sees_images(&self) -> bool {
+        self.model.sees_images()
+    }
+
+    fn chat(
+        &self,
+        request: &ChatRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<ChatReply, ReasonError> {
+        let door = self.door.lock().unwrap().take();
+        if let Some(door) = door {
+            if let Some(arrived) = self.arrived.lock().unwrap().take() {
+                let _ = arrived.send(());
+            }
+            let _ = door.recv();
+        }
+        self.model.chat(request, on_text)
+    }
+}
+
+/// Waits until the job just submitted either reaches the door (true) or
+/// leaves the queue without reaching it (false).
+fn reached_the_door(pipeline: &AlertPipeline, arrived: &mpsc::Receiver<()>) -> bool {
+    let started = Instant::now();
+    loop {
+        if arrived.try_recv().is_ok() {
+            return true;
+        }
+        // Read after the door was checked: a job at the door keeps
+        // `running` at 1 until the door opens.
+        let stats = pipeline.model_queue().expect("a model is configured");
+        if stats.waiting == 0 && stats.running == 0 {
+            return arrived.try_recv().is_ok();
+        }
+        assert!(
+            started.elapsed() < GENEROUS,
+            "the job never left the queue: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn queued_model_work_past_its_deadline_is_dropped_not_run() {
     let Some(model) = qwen() else {
         return;
     };
+    let (arrived_tx, arrived) = mpsc::channel();
+    let (open_door, door) = mpsc::channel();
+    let held = Arc::new(HeldAtTheDoor {
+        model,
+        arrived: Mutex::new(Some(arrived_tx)),
+        door: Mutex::new(Some(door)),
+    });
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(free_port(), dir.path(), "streamer-stale");
-    config.triage.deadline_ms = TINY_DEADLINE_MS;
+    // Long enough for the worker to take the first job within it even on a
+    // loaded machine (if it does not, that job is dropped unrun and the
+    // next one is tried).
+    let deadline = Duration::from_secs(2);
+    config.triage.deadline_ms = deadline.as_millis() as u64;
     config.triage.max_model_jobs = 3;
-    let pipeline = AlertPipeline::start(&config, Some(model)).unwrap();
-    let receipts: Vec<_> = (0..3)
-        .map(|i| {
+    let pipeline = AlertPipeline::start(&config, Some(held)).unwrap();
+
+    // Occupy the worker: a job on the model, held at the door.
+    let mut receipts = Vec::new();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        assert!(
+            tries <= 10,
+            "the worker never took a job inside {deadline:?}"
+        );
+        let receipt = pipeline
+            .visit_opened(visit(
+                "porch",
+                &format!("busy-{tries}"),
+                local(12, 0, tries),
+                &["person"],
+            ))
+            .unwrap();
+        receipts.push(receipt);
+        if reached_the_door(&pipeline, &arrived) {
+            break;
+        }
+        // Dropped unrun (the machine was too slow to take it in time) and
+        // counted as expired: try again.
+    }
+    // Two more wait behind it until their deadlines have passed.
+    let queued_at = Instant::now();
+    for i in 0..2 {
+        receipts.push(
             pipeline
                 .visit_opened(visit(
                     "porch",
-                    &format!("s-{i}"),
-                    local(12, 0, i),
+                    &format!("stale-{i}"),
+                    local(12, 1, i),
                     &["person"],
                 ))
-                .unwrap()
-        })
-        .collect();
+                .unwrap(),
+        );
+    }
+    assert_eq!(pipeline.model_queue().unwrap().waiting, 2);
+    std::thread::sleep(deadline.saturating_sub(queued_at.elapsed()) + Duration::from_millis(50));
+    open_door.send(()).unwrap();
+
     for receipt in &receipts {
         let update = receipt.wait_stage_two(GENEROUS).expect("stage two answers");
         assert_eq!(update.stage, Stage::Fallback);
         assert_eq!(
             update.fallback_reason.as_deref(),
-            Some(format!("deadline of {TINY_DEADLINE_MS} ms expired").as_str())
+            Some(format!("deadline of {} ms expired", deadline.as_millis()).as_str())
         );
     }
-    // A job that reached the model is cut off at its deadline (the runtime
-    // stops it), so the next one may still start inside its own; but work
-    // that waited past its deadline is dropped without a call, and nothing
-    // is answered.
+    // The held job reached the model (and was cut off at its deadline);
+    // the two that waited past theirs were dropped without a call.
     let stats = wait_idle(&pipeline);
-    eprintln!("model queue after three visits with a {TINY_DEADLINE_MS} ms deadline: {stats:?}");
-    assert!(stats.started < 3, "no job was dropped unrun: {stats:?}");
-    assert_eq!(stats.expired, 3, "{stats:?}");
+    eprintln!("model queue after a held job and two stale ones ({tries} tries): {stats:?}");
+    assert_eq!(stats.started, 1, "{stats:?}");
+    assert_eq!(stats.expired, tries as u64 + 2, "{stats:?}");
     assert_eq!(stats.answered, 0);
     pipeline.shutdown(Duration::ZERO);
 }
