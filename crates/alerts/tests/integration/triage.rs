@@ -61,10 +61,11 @@ fn a_real_model_past_its_deadline_falls_back_to_rules() {
         .unwrap();
     let returned = called.elapsed();
     let update = receipt.wait_stage_two(GENEROUS).expect("stage two answers");
+    let answered_after = called.elapsed();
     eprintln!(
         "real model, generous deadline: visit_opened returned after {:.2} ms, triaged after {:.0} ms: {} {:?}",
         returned.as_secs_f64() * 1e3,
-        called.elapsed().as_secs_f64() * 1e3,
+        answered_after.as_secs_f64() * 1e3,
         update.urgency,
         update.message
     );
@@ -109,12 +110,17 @@ fn a_real_model_past_its_deadline_falls_back_to_rules() {
         "a person at night, by the rules"
     );
     assert_eq!(update.message, "Person at porch at night (23:42).");
+    // The fallback comes at the deadline, not when the model would have
+    // answered (measured above on this machine, so a slow machine slows
+    // both sides); and stage one never waits for the model.
     assert!(
-        fallback_after < Duration::from_secs(1),
-        "{fallback_after:?}"
+        fallback_after < answered_after / 2,
+        "fallback after {fallback_after:?}, the model's answer took {answered_after:?}"
     );
-    // Stage one never waits for the model.
-    assert!(returned < Duration::from_millis(500), "{returned:?}");
+    assert!(
+        returned < answered_after / 10,
+        "visit_opened returned after {returned:?}, the model's answer took {answered_after:?}"
+    );
     // The abandoned model call finishes in the background.
     pipeline.shutdown(Duration::ZERO);
 }
