@@ -87,6 +87,12 @@ struct Step {
     min_camera_fps: f64,
     alerts: usize,
     alert_max_ms: Option<f64>,
+    /// Bare detector inference (one session on every core) measured again
+    /// right after the step, and the bound it sets: this machine's speed
+    /// drifts by a quarter within minutes, so each step gets its own
+    /// yardstick next to the run's first one.
+    inference_ms_after: Option<f64>,
+    inference_bound_after: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -229,7 +235,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             } else {
                 seconds
             };
-            let step = run_step(&cache, args, &server, footage, gate, n, step_seconds)?;
+            let mut step = run_step(&cache, args, &server, footage, gate, n, step_seconds)?;
+            let after = bare_inference(&cache, args, &frame, 1, all_cores)?;
+            step.inference_ms_after = Some(after);
+            step.inference_bound_after = Some(1000.0 / (after * f64::from(DETECT_FPS)));
             print_step(&step);
             let ok = step.sustained;
             steps.push(step);
@@ -388,6 +397,12 @@ fn print_step(s: &Step) {
             format!(" | {}", s.why_not.join("; "))
         }
     );
+    if let (Some(ms), Some(bound)) = (s.inference_ms_after, s.inference_bound_after) {
+        eprintln!(
+            "                bare inference right after: {ms:.1} ms a frame, bound {bound:.1} ({:.2} x)",
+            s.cameras as f64 / bound
+        );
+    }
 }
 
 /// A frame of `footage` for timing the detector alone.
@@ -698,6 +713,8 @@ fn run_step(
         min_camera_fps: min_fps,
         alerts: m.alerts.len(),
         alert_max_ms: alert_max,
+        inference_ms_after: None,
+        inference_bound_after: None,
     })
 }
 
