@@ -41,9 +41,12 @@ use crate::runtime;
 
 const DETECT_FPS: u32 = 5;
 /// Idle footage comes in this many variants: the same 96 s plan started
-/// 8 s further in each (the two visits of the plan are 48 s apart, so
-/// steps of 8 s keep every variant's visits at other times).
-const IDLE_VARIANTS: usize = 6;
+/// 4 s further in each, so that up to this many cameras never show the
+/// same frame at the same moment and people arrive on them at staggered
+/// times, as on independent cameras. (With six variants 8 s apart, until
+/// December 6, three or four cameras showed identical frames in step, and
+/// their new visits, the costliest frames, arrived all at once.)
+const IDLE_VARIANTS: usize = 24;
 
 /// One run of N cameras.
 #[derive(Clone, Debug, Serialize)]
@@ -162,18 +165,24 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     // variant i mod IDLE_VARIANTS. The soak needs footage as long as itself
     // (a stream that ends would reconnect): the idle plan repeated.
     let mut mounts = vec![("busy".to_string(), busy.clone())];
-    let soak_repeats = (args.soak_minutes * 60).div_ceil(96) as usize + 1;
+    let cycle: f64 = streamer_footage::standard_plan()
+        .iter()
+        .map(Piece::seconds)
+        .sum();
+    let soak_repeats = (args.soak_minutes as f64 * 60.0 / cycle).ceil() as usize + 1;
     for k in 0..IDLE_VARIANTS {
-        let offset = 8.0 * k as f64;
+        let offset = cycle * k as f64 / IDLE_VARIANTS as f64;
         let plan = streamer_footage::rotate(&streamer_footage::standard_plan(), offset);
-        // Two cycles: a step of one whole cycle plus the warm-up.
+        // Two cycles: a step of one whole cycle plus the warm-up. Files are
+        // named by their offset, so footage made for other offsets is never
+        // reused for these.
         let twice: Vec<Piece> = std::iter::repeat_n(plan.clone(), 2).flatten().collect();
-        let path = dir.join(format!("idle{k}.mp4"));
+        let path = dir.join(format!("idle-at-{offset:.0}s.mp4"));
         make(&twice, &path)?;
         mounts.push((format!("idle{k}"), path));
         if args.soak_minutes > 0 {
             let long: Vec<Piece> = std::iter::repeat_n(plan, soak_repeats).flatten().collect();
-            let path = dir.join(format!("soak{k}-{soak_repeats}x.mp4"));
+            let path = dir.join(format!("soak-at-{offset:.0}s-{soak_repeats}x.mp4"));
             make(&long, &path)?;
             mounts.push((format!("soak{k}"), path));
         }
@@ -205,11 +214,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     // camera shows the footage's own share of idle time. A shorter window
     // starting where each stream starts would catch a visit on most
     // cameras and overstate the load.
-    let idle_cycle: f64 = streamer_footage::standard_plan()
-        .iter()
-        .map(Piece::seconds)
-        .sum();
-    let idle_seconds = seconds.max(idle_cycle.ceil() as u64);
+    let idle_seconds = seconds.max(cycle.ceil() as u64);
     if args.soak_cameras.is_some() && args.soak_minutes == 0 {
         bail!("--soak-cameras needs --soak-minutes");
     }
@@ -244,13 +249,17 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             steps.push(step);
             Ok(ok)
         };
-        // Double until it fails, then bisect.
+        // Double until it fails (the last try at the most allowed), then
+        // bisect.
         let (mut good, mut bad) = (0usize, None);
         let mut n = (args.start_cameras as usize).min(args.max_cameras).max(1);
-        while n <= args.max_cameras {
+        loop {
             if try_n(n, &mut steps)? {
                 good = n;
-                n *= 2;
+                if n >= args.max_cameras {
+                    break;
+                }
+                n = (n * 2).min(args.max_cameras);
             } else {
                 bad = Some(n);
                 break;
@@ -616,7 +625,17 @@ fn run_step(
             .map(|c| c.health().frames_processed)
             .collect()
     };
-    *measured.lock().unwrap_or_else(|p| p.into_inner()) = Measured::default();
+    {
+        // Alerts count from the step's start: the same vtest people walk
+        // past camera after camera and join visits still open, so most new
+        // visits (and their first alerts) come in the first seconds.
+        let mut m = measured.lock().unwrap_or_else(|p| p.into_inner());
+        let alerts = std::mem::take(&mut m.alerts);
+        *m = Measured {
+            alerts,
+            ..Measured::default()
+        };
+    }
     let (p0, g0, d0, s0, r0) = totals();
     let cams0 = per_camera();
     let cpu0 = cpu_seconds();
