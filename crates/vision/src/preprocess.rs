@@ -1,6 +1,6 @@
-//! Frame → input tensor in one pass: resize (stretch or letterbox, bilinear),
-//! normalise and lay out as NHWC or NCHW, writing straight into the tensor
-//! buffer so a frame is touched once.
+//! Frame → input tensor: resize (stretch or letterbox, bilinear, separable:
+//! each source row the output needs is resized across once), normalise and
+//! lay out as NHWC or NCHW, writing straight into the tensor buffer.
 
 use streamer_core::layout::{ImageInput, Resize, TensorOrder};
 use streamer_core::BBox;
@@ -150,40 +150,78 @@ pub fn fill_crop(
     let stride = width as usize * 3;
     let plane = iw * ih;
 
-    let mut write = |x: usize, y: usize, px: [f32; 3]| match input.order {
-        TensorOrder::Nhwc => {
-            let i = (y * iw + x) * 3;
-            out[i..i + 3].copy_from_slice(&px);
+    // Padding: every value outside the content rectangle.
+    let content_x = x0..x0 + cw;
+    for y in 0..ih {
+        let whole_row = y < y0 || y >= y0 + ch;
+        for x in (0..iw).filter(|x| whole_row || !content_x.contains(x)) {
+            match input.order {
+                TensorOrder::Nhwc => {
+                    let i = (y * iw + x) * 3;
+                    out[i..i + 3].copy_from_slice(&pad);
+                }
+                TensorOrder::Nchw => {
+                    let i = y * iw + x;
+                    for (k, v) in pad.iter().enumerate() {
+                        out[k * plane + i] = *v;
+                    }
+                }
+            }
         }
-        TensorOrder::Nchw => {
-            let i = y * iw + x;
-            out[i] = px[0];
-            out[plane + i] = px[1];
-            out[2 * plane + i] = px[2];
+    }
+
+    // Content, separably: each source row the output needs is resized
+    // horizontally once (into one plane a channel), and each output row
+    // blends two such rows. Neighbouring output rows mostly share source
+    // rows, so a row is kept until no longer needed. The arithmetic is the
+    // per-pixel bilinear formula's, in the same order, so results do not
+    // depend on the pass order.
+    let horizontal = |src_row: usize, dst: &mut [f32]| {
+        let line = &rgb[src_row * stride..];
+        for (i, c) in cols.iter().enumerate() {
+            let (lo, hi) = (c.lo * 3, c.hi * 3);
+            for k in 0..3 {
+                let a = line[lo + k] as f32;
+                let b = line[hi + k] as f32;
+                dst[k * cw + i] = a + (b - a) * c.w;
+            }
         }
     };
-
-    for y in 0..ih {
-        let in_rows = y >= y0 && y < y0 + ch;
-        for x in 0..iw {
-            if !in_rows || x < x0 || x >= x0 + cw {
-                write(x, y, pad);
-                continue;
+    let mut upper = vec![0.0f32; 3 * cw];
+    let mut lower = vec![0.0f32; 3 * cw];
+    let (mut upper_row, mut lower_row) = (None, None);
+    for (j, r) in rows.iter().enumerate() {
+        if upper_row != Some(r.lo) {
+            if lower_row == Some(r.lo) {
+                std::mem::swap(&mut upper, &mut lower);
+                std::mem::swap(&mut upper_row, &mut lower_row);
+            } else {
+                horizontal(r.lo, &mut upper);
+                upper_row = Some(r.lo);
             }
-            let r = rows[y - y0];
-            let c = cols[x - x0];
-            let top = &rgb[r.lo * stride..];
-            let bottom = &rgb[r.hi * stride..];
-            let px = std::array::from_fn(|k| {
-                let a = top[c.lo * 3 + k] as f32;
-                let b = top[c.hi * 3 + k] as f32;
-                let d = bottom[c.lo * 3 + k] as f32;
-                let e = bottom[c.hi * 3 + k] as f32;
-                let upper = a + (b - a) * c.w;
-                let lower = d + (e - d) * c.w;
-                (upper + (lower - upper) * r.w) * gain[k] + bias[k]
-            });
-            write(x, y, px);
+        }
+        if lower_row != Some(r.hi) {
+            horizontal(r.hi, &mut lower);
+            lower_row = Some(r.hi);
+        }
+        let y = y0 + j;
+        for k in 0..3 {
+            let (u, l) = (&upper[k * cw..(k + 1) * cw], &lower[k * cw..(k + 1) * cw]);
+            let value = |i: usize| (u[i] + (l[i] - u[i]) * r.w) * gain[k] + bias[k];
+            match input.order {
+                TensorOrder::Nchw => {
+                    let start = k * plane + y * iw + x0;
+                    for (i, v) in out[start..start + cw].iter_mut().enumerate() {
+                        *v = value(i);
+                    }
+                }
+                TensorOrder::Nhwc => {
+                    let start = (y * iw + x0) * 3;
+                    for (i, px) in out[start..start + 3 * cw].chunks_exact_mut(3).enumerate() {
+                        px[k] = value(i);
+                    }
+                }
+            }
         }
     }
     t
@@ -297,6 +335,111 @@ mod tests {
         assert_eq!((c.x, c.y, c.width, c.height), (85, 92, 15, 8));
         let c = Crop::around(BBox::new(100.0, 100.0, 100.0, 100.0), 0.0, 100, 100);
         assert_eq!((c.width, c.height), (1, 1));
+    }
+
+    /// The plain per-pixel bilinear resize that `fill_crop` computes in two
+    /// passes, kept as the reference it must match exactly.
+    fn fill_crop_pixel_by_pixel(
+        rgb: &[u8],
+        width: u32,
+        crop: Crop,
+        input: &ImageInput,
+        out: &mut [f32],
+    ) {
+        let t = Transform::fit(crop.width, crop.height, input);
+        let (iw, ih) = (input.width as usize, input.height as usize);
+        let gain: [f32; 3] = std::array::from_fn(|c| input.scale / input.std[c]);
+        let bias: [f32; 3] = std::array::from_fn(|c| -input.mean[c] / input.std[c]);
+        let pad: [f32; 3] = std::array::from_fn(|c| LETTERBOX_PAD * gain[c] + bias[c]);
+        let (x0, y0) = (t.pad_x as usize, t.pad_y as usize);
+        let cw = ((crop.width as f32 * t.scale_x).round() as usize).min(iw - x0);
+        let ch = ((crop.height as f32 * t.scale_y).round() as usize).min(ih - y0);
+        let cols = sample_positions(crop.width as usize, cw, crop.x as usize);
+        let rows = sample_positions(crop.height as usize, ch, crop.y as usize);
+        let stride = width as usize * 3;
+        for y in 0..ih {
+            for x in 0..iw {
+                let inside = (y0..y0 + ch).contains(&y) && (x0..x0 + cw).contains(&x);
+                let px: [f32; 3] = if inside {
+                    let (r, c) = (rows[y - y0], cols[x - x0]);
+                    std::array::from_fn(|k| {
+                        let at = |row: usize, col: usize| rgb[row * stride + col * 3 + k] as f32;
+                        let upper = at(r.lo, c.lo) + (at(r.lo, c.hi) - at(r.lo, c.lo)) * c.w;
+                        let lower = at(r.hi, c.lo) + (at(r.hi, c.hi) - at(r.hi, c.lo)) * c.w;
+                        (upper + (lower - upper) * r.w) * gain[k] + bias[k]
+                    })
+                } else {
+                    pad
+                };
+                for (k, v) in px.into_iter().enumerate() {
+                    match input.order {
+                        TensorOrder::Nhwc => out[(y * iw + x) * 3 + k] = v,
+                        TensorOrder::Nchw => out[k * iw * ih + y * iw + x] = v,
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_pass_resize_matches_the_per_pixel_formula_exactly() {
+        // A noisy 97x61 frame; crops that shrink, grow, stretch and
+        // letterbox, touching the frame's edges.
+        let (w, h) = (97u32, 61u32);
+        let mut state = 12345u32;
+        let rgb: Vec<u8> = (0..w * h * 3)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (state >> 16) as u8
+            })
+            .collect();
+        let crops = [
+            Crop {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+            },
+            Crop {
+                x: 90,
+                y: 50,
+                width: 7,
+                height: 11,
+            },
+            Crop {
+                x: 13,
+                y: 4,
+                width: 30,
+                height: 55,
+            },
+            Crop {
+                x: 40,
+                y: 20,
+                width: 1,
+                height: 1,
+            },
+        ];
+        for resize in [Resize::Stretch, Resize::Letterbox] {
+            for order in [TensorOrder::Nchw, TensorOrder::Nhwc] {
+                for (iw, ih) in [(32, 64), (64, 48), (200, 150)] {
+                    let mut spec = input(resize, order, iw, ih);
+                    spec.scale = 1.0 / 255.0;
+                    spec.mean = [0.485, 0.456, 0.406];
+                    spec.std = [0.229, 0.224, 0.225];
+                    for crop in crops {
+                        let n = 3 * iw as usize * ih as usize;
+                        let (mut fast, mut slow) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                        fill_crop(&rgb, w, crop, &spec, &mut fast);
+                        fill_crop_pixel_by_pixel(&rgb, w, crop, &spec, &mut slow);
+                        let same = fast
+                            .iter()
+                            .zip(&slow)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{resize:?} {order:?} {iw}x{ih} {crop:?} differ");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
