@@ -83,10 +83,12 @@ struct Step {
     detect_preprocess_ms: f64,
     detect_inference_ms: f64,
     embed_ms: f64,
-    /// Person crops a passed frame held, and the share that reused their
-    /// track's embedding instead of being embedded.
+    /// Person boxes a passed frame held, the share that reused their
+    /// track's embedding instead of being embedded, and the share of
+    /// doubtful boxes next to nothing followed, dropped unembedded.
     crops_per_passed_frame: f64,
     crops_reused_pct: f64,
+    crops_dropped_pct: f64,
     min_camera_fps: f64,
     alerts: usize,
     alert_max_ms: Option<f64>,
@@ -376,7 +378,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 
 fn print_step(s: &Step) {
     eprintln!(
-        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | inference busy {:.0} %, {:.0} ms a passed frame (detect {:.0}: scale {:.0}, model {:.0}; embed {:.0}; {:.1} crops, {:.0} % reused) | min fps {:.2} | alerts {} (max {} ms){}",
+        "  {:>3} cameras: {} | cpu {:5.1} %/camera | rss {:.0} -> {:.0} MiB | processed {} (gated out {}) dropped {} ({:.2} % of passed) | latency p50 {:.0} p95 {:.0} max {:.0} ms | inference busy {:.0} %, {:.0} ms a passed frame (detect {:.0}: scale {:.0}, model {:.0}; embed {:.0}; {:.1} crops, {:.0} % reused, {:.0} % dropped unembedded) | min fps {:.2} | alerts {} (max {} ms){}",
         s.cameras,
         if s.sustained { "ok  " } else { "FAIL" },
         s.cpu_per_camera_pct,
@@ -397,6 +399,7 @@ fn print_step(s: &Step) {
         s.embed_ms,
         s.crops_per_passed_frame,
         s.crops_reused_pct,
+        s.crops_dropped_pct,
         s.min_camera_fps,
         s.alerts,
         s.alert_max_ms.map_or("-".into(), |v| format!("{v:.0}")),
@@ -483,9 +486,11 @@ struct Measured {
     detect_preprocess: Duration,
     detect_inference: Duration,
     embed: Duration,
-    /// Person crops embedded, and reusing their track's embedding.
+    /// Person boxes embedded, reusing their track's embedding, and
+    /// dropped unembedded.
     crops_embedded: u64,
     crops_reused: u64,
+    crops_dropped: u64,
 }
 
 struct Recorder(Arc<Mutex<Measured>>);
@@ -505,6 +510,7 @@ impl Observer for Recorder {
             m.embed += outcome.embed_time;
             m.crops_embedded += outcome.embedded as u64;
             m.crops_reused += outcome.embeddings_reused as u64;
+            m.crops_dropped += outcome.dropped_unembedded as u64;
         }
         // From the visit's first sighting, which may be frames earlier
         // (a person walking in at the frame's edge is held a moment).
@@ -686,6 +692,7 @@ fn run_step(
     };
     let alert_max = m.alerts.iter().copied().reduce(f64::max);
     let per_passed = |d: Duration| d.as_secs_f64() * 1000.0 / m.passed.max(1) as f64;
+    let crops = m.crops_embedded + m.crops_reused + m.crops_dropped;
     let mut why_not = Vec::new();
     if dropped_pct >= 1.0 {
         why_not.push(format!("{dropped_pct:.1} % of passed frames dropped"));
@@ -726,9 +733,9 @@ fn run_step(
         detect_preprocess_ms: per_passed(m.detect_preprocess),
         detect_inference_ms: per_passed(m.detect_inference),
         embed_ms: per_passed(m.embed),
-        crops_per_passed_frame: (m.crops_embedded + m.crops_reused) as f64 / m.passed.max(1) as f64,
-        crops_reused_pct: 100.0 * m.crops_reused as f64
-            / (m.crops_embedded + m.crops_reused).max(1) as f64,
+        crops_per_passed_frame: crops as f64 / m.passed.max(1) as f64,
+        crops_reused_pct: 100.0 * m.crops_reused as f64 / crops.max(1) as f64,
+        crops_dropped_pct: 100.0 * m.crops_dropped as f64 / crops.max(1) as f64,
         min_camera_fps: min_fps,
         alerts: m.alerts.len(),
         alert_max_ms: alert_max,

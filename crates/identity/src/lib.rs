@@ -50,7 +50,7 @@ pub use error::IdentityError;
 pub use index::{HnswParams, IdentityIndex, IndexEntry, Neighbour};
 pub use kalman::{BoxFilter, MotionNoise};
 pub use quality::{snapshot_quality, touches_edge};
-pub use tracker::{Assignment, Observed, Settled, Sighting, VisitTracker};
+pub use tracker::{Assignment, EmbeddingPlan, Observed, Settled, Sighting, VisitTracker};
 pub use visit::{
     EventKind, IdentitySummary, JoinedBy, SightingRecord, Snapshot, UpdateReason, Visit,
     VisitEvent, VisitId,

@@ -34,7 +34,7 @@ pub struct Sighting {
     /// `track_high_score` only continue tracks; they start nothing.
     pub score: f32,
     /// The embedding is the continued track's, handed out by
-    /// [`VisitTracker::reusable_embeddings`], not measured on this box: it
+    /// [`VisitTracker::plan_embeddings`], not measured on this box: it
     /// is not stored in the index again.
     pub embedding_reused: bool,
     /// The box touches the frame's edge, which cuts the person (see
@@ -85,7 +85,7 @@ impl Sighting {
     }
 
     /// Marks the embedding as the continued track's (see
-    /// [`VisitTracker::reusable_embeddings`]).
+    /// [`VisitTracker::plan_embeddings`]).
     pub fn with_reused_embedding(mut self) -> Self {
         self.embedding_reused = true;
         self
@@ -95,6 +95,20 @@ impl Sighting {
 /// A box continues a track without a new embedding only if it overlaps the
 /// track at least this well (a person walking at 5 fps stays well above).
 const REUSE_MIN_IOU: f32 = 0.5;
+
+/// What a person box needs before [`VisitTracker::observe`] takes it; see
+/// [`VisitTracker::plan_embeddings`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum EmbeddingPlan {
+    /// Embed its crop.
+    Measure,
+    /// Give it this embedding, its track's, and mark the sighting
+    /// [`Sighting::with_reused_embedding`].
+    Reuse(Vec<f32>),
+    /// Leave it out of the frame's sightings: a doubtful box next to
+    /// nothing followed, already counted as dropped.
+    Drop,
+}
 
 /// In same-camera association, how much appearance similarity adds to box
 /// overlap when ranking pairs: motion decides, appearance breaks near-ties.
@@ -522,51 +536,68 @@ impl VisitTracker {
         Ok(())
     }
 
-    /// For each person box of a frame of `camera` at `now_ms`, the
-    /// embedding it may reuse instead of being embedded (`None`: embed it).
-    /// A box reuses its track's embedding when the match is plain: exactly
-    /// one recent track of the camera overlaps it, no other box of the frame
-    /// overlaps that track, the overlap is good, and the track's embedding
-    /// is younger than `reembed_after_ms`. Crossing people, a person
-    /// appearing next to another and every new box are embedded afresh.
-    pub fn reusable_embeddings(
-        &self,
+    /// What each person box of a frame of `camera` at `now_ms` (with its
+    /// detector score) needs before [`VisitTracker::observe`] takes it:
+    ///
+    /// - [`EmbeddingPlan::Reuse`] when the match is plain: exactly one
+    ///   recent track of the camera overlaps it, no other box of the frame
+    ///   overlaps that track, the overlap is good, and the track's embedding
+    ///   is younger than `reembed_after_ms`. Crossing people, a person
+    ///   appearing next to another and every new box are embedded afresh.
+    /// - [`EmbeddingPlan::Drop`] for a doubtful box (score below
+    ///   `track_high_score`) that overlaps no track and no person held at
+    ///   this camera's edge as much as `tracker_iou`: it can continue
+    ///   nothing and start nothing, so `observe` would drop it whatever it
+    ///   looked like. It is counted as dropped here; leave it out of the
+    ///   sightings, unembedded (nothing else changes: it would have taken
+    ///   part in no association).
+    /// - [`EmbeddingPlan::Measure`] otherwise.
+    ///
+    /// # Panics
+    /// If `boxes` and `scores` differ in length.
+    pub fn plan_embeddings(
+        &mut self,
         camera: &str,
         now_ms: u64,
         boxes: &[BBox],
-    ) -> Vec<Option<Vec<f32>>> {
-        let mut reuse = vec![None; boxes.len()];
-        let max_age = self.config.reembed_after_ms;
-        let Some(tracks) = self.tracks.get(camera) else {
-            return reuse;
-        };
-        if max_age == 0 {
-            return reuse;
-        }
+        scores: &[f32],
+    ) -> Vec<EmbeddingPlan> {
+        assert_eq!(boxes.len(), scores.len(), "one score a box");
+        let tracks = self.tracks.get(camera).map_or(&[][..], Vec::as_slice);
+        let pending = self.pending.get(camera).map_or(&[][..], Vec::as_slice);
         let near = self.config.tracker_iou;
         let predicted: Vec<BBox> = tracks.iter().map(|t| t.motion.predict(now_ms)).collect();
-        for (i, b) in boxes.iter().enumerate() {
+        let held_at: Vec<BBox> = pending.iter().map(|p| p.motion.predict(now_ms)).collect();
+        let max_age = self.config.reembed_after_ms;
+        let mut plans = Vec::with_capacity(boxes.len());
+        for (i, (b, score)) in boxes.iter().zip(scores).enumerate() {
+            let continues_something = predicted.iter().chain(&held_at).any(|p| b.iou(p) >= near);
+            if *score < self.config.track_high_score && !continues_something {
+                plans.push(EmbeddingPlan::Drop);
+                continue;
+            }
             let mut overlapping = (0..tracks.len()).filter(|&k| b.iou(&predicted[k]) >= near);
-            let (Some(k), None) = (overlapping.next(), overlapping.next()) else {
-                continue;
+            let reusable = match (overlapping.next(), overlapping.next()) {
+                (Some(k), None) if max_age > 0 => {
+                    let t = &tracks[k];
+                    let plain = t.time_ms < now_ms
+                        && now_ms.saturating_sub(t.embedded_ms) < max_age
+                        && self.open.contains_key(&t.visit)
+                        && b.iou(&predicted[k]) >= REUSE_MIN_IOU;
+                    let rivals = boxes
+                        .iter()
+                        .enumerate()
+                        .any(|(j, o)| j != i && o.iou(&predicted[k]) >= near);
+                    (plain && !rivals).then(|| t.embedding.clone())
+                }
+                _ => None,
             };
-            let t = &tracks[k];
-            let reusable = t.time_ms < now_ms
-                && now_ms.saturating_sub(t.embedded_ms) < max_age
-                && self.open.contains_key(&t.visit)
-                && b.iou(&predicted[k]) >= REUSE_MIN_IOU;
-            if !reusable {
-                continue;
-            }
-            let rivals = boxes
-                .iter()
-                .enumerate()
-                .any(|(j, o)| j != i && o.iou(&predicted[k]) >= near);
-            if !rivals {
-                reuse[i] = Some(t.embedding.clone());
-            }
+            plans.push(reusable.map_or(EmbeddingPlan::Measure, EmbeddingPlan::Reuse));
         }
-        reuse
+        let dropped = plans.iter().filter(|p| **p == EmbeddingPlan::Drop).count() as u64;
+        self.summary.low_score_dropped += dropped;
+        self.summary.persons_detected += dropped;
+        plans
     }
 
     /// Advances the clock to `now_ms`: ends visits not seen for
@@ -966,14 +997,18 @@ mod tests {
             .iter()
             .map(|(x, _)| BBox::new(*x, 100.0, x + 40.0, 200.0))
             .collect();
-        let reuse = t.reusable_embeddings(camera, time_ms, &bboxes);
-        let reused = reuse.iter().filter(|r| r.is_some()).count();
+        let plans = t.plan_embeddings(camera, time_ms, &bboxes, &vec![1.0; bboxes.len()]);
+        let reused = plans
+            .iter()
+            .filter(|p| matches!(p, EmbeddingPlan::Reuse(_)))
+            .count();
         let sightings: Vec<Sighting> = boxes
             .iter()
-            .zip(reuse)
-            .map(|((x, fresh), r)| match r {
-                Some(e) => at(camera, time_ms, *x, e).with_reused_embedding(),
-                None => at(camera, time_ms, *x, fresh.clone()),
+            .zip(plans)
+            .map(|((x, fresh), plan)| match plan {
+                EmbeddingPlan::Reuse(e) => at(camera, time_ms, *x, e).with_reused_embedding(),
+                EmbeddingPlan::Measure => at(camera, time_ms, *x, fresh.clone()),
+                EmbeddingPlan::Drop => unreachable!("confident boxes are never dropped unseen"),
             })
             .collect();
         (t.observe(&sightings).unwrap(), reused)
@@ -1412,6 +1447,92 @@ mod tests {
         }
         let s = t.summary();
         assert_eq!((s.visits_opened, s.low_score_dropped), (1, 1));
+    }
+
+    #[test]
+    fn a_doubtful_box_next_to_nothing_followed_is_dropped_before_embedding() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let doubtful = config().track_high_score - 0.1;
+        t.observe(&[walker("front", 0, 10.0, 1, 0)]).unwrap();
+        let boxes = [
+            BBox::new(12.0, 100.0, 52.0, 200.0),   // on the walker's track
+            BBox::new(400.0, 100.0, 440.0, 200.0), // next to nothing
+            BBox::new(600.0, 100.0, 640.0, 200.0), // confident, new
+        ];
+        let plans = t.plan_embeddings("front", 200, &boxes, &[doubtful, doubtful, 0.9]);
+        assert!(matches!(plans[0], EmbeddingPlan::Reuse(_)), "{plans:?}");
+        assert_eq!(plans[1..], [EmbeddingPlan::Drop, EmbeddingPlan::Measure]);
+        // On another camera nothing is followed: the doubtful box there
+        // is dropped too.
+        let plans = t.plan_embeddings("garden", 200, &boxes[..1], &[doubtful]);
+        assert_eq!(plans, [EmbeddingPlan::Drop]);
+        let s = t.summary();
+        assert_eq!((s.low_score_dropped, s.persons_detected), (2, 3));
+    }
+
+    #[test]
+    fn dropping_doubtful_boxes_before_embedding_changes_no_visit() {
+        // Two walkers crossing (one half hidden for a while), and a
+        // doubtful box each frame somewhere (sometimes on a walker). One tracker sees every box, as if all
+        // were embedded; the other drops what `plan_embeddings` says to.
+        let config = IdentityConfig {
+            reembed_after_ms: 0,
+            ..config()
+        };
+        let mut every_box = VisitTracker::new(config.clone()).unwrap();
+        let mut planned = VisitTracker::new(config).unwrap();
+        let doubtful = every_box.config.track_high_score - 0.2;
+        let mut state = 7u64;
+        let (mut dropped, mut kept_doubtful) = (0, 0);
+        for frame in 0..40u64 {
+            let time = frame * 200;
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let stray_x = (state >> 33) as f32 % 700.0;
+            let mut sightings = vec![
+                walker("front", time, 20.0 + 15.0 * frame as f32, 1, frame),
+                walker("front", time, 620.0 - 15.0 * frame as f32, 2, frame),
+                walker("front", time, stray_x, 9, frame).with_score(doubtful),
+            ];
+            if (10..25).contains(&frame) {
+                // The second walker half hidden for three seconds.
+                sightings[1].score = doubtful;
+            }
+            if frame % 7 == 3 {
+                // The first walker missed for a frame.
+                sightings.remove(0);
+            }
+            let want = every_box.observe(&sightings).unwrap();
+
+            let boxes: Vec<BBox> = sightings.iter().map(|s| s.bbox).collect();
+            let scores: Vec<f32> = sightings.iter().map(|s| s.score).collect();
+            let plans = planned.plan_embeddings("front", time, &boxes, &scores);
+            let kept: Vec<Sighting> = sightings
+                .iter()
+                .zip(&plans)
+                .filter(|(_, p)| **p != EmbeddingPlan::Drop)
+                .map(|(s, _)| s.clone())
+                .collect();
+            let got = planned.observe(&kept).unwrap();
+            assert_eq!(got.events, want.events, "frame {frame}");
+            let mut given = got.assignments.iter();
+            for (plan, a) in plans.iter().zip(&want.assignments) {
+                match plan {
+                    EmbeddingPlan::Drop => {
+                        dropped += 1;
+                        assert_eq!(*a, None, "frame {frame}: a dropped box was assigned");
+                    }
+                    _ => assert_eq!(given.next(), Some(a), "frame {frame}"),
+                }
+            }
+            kept_doubtful += kept.iter().filter(|s| s.score == doubtful).count();
+        }
+        assert_eq!(planned.summary(), every_box.summary());
+        assert!(
+            dropped >= 10 && kept_doubtful >= 1,
+            "{dropped} dropped, {kept_doubtful} kept"
+        );
     }
 
     #[test]

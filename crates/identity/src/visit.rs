@@ -149,7 +149,7 @@ pub struct IdentitySummary {
     /// Sightings attached by embedding similarity.
     pub appearance_joins: u64,
     /// Sightings that reused their track's embedding instead of a new one
-    /// ([`VisitTracker::reusable_embeddings`](crate::VisitTracker::reusable_embeddings)).
+    /// ([`VisitTracker::plan_embeddings`](crate::VisitTracker::plan_embeddings)).
     pub embeddings_reused: u64,
     /// Fresh embeddings that left their track's descriptor as it was (not
     /// among its best crops), so nothing new went into the index.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use streamer_core::{BBox, Frame};
-use streamer_identity::{IdentityConfig, Sighting, UpdateReason, VisitTracker};
+use streamer_identity::{EmbeddingPlan, IdentityConfig, Sighting, UpdateReason, VisitTracker};
 use streamer_models::ModelCache;
 use streamer_vision::{Detector, Embedder, OrtRuntime};
 
@@ -301,25 +301,31 @@ fn print_similarities(frames: &[&[Labelled]]) {
     }
 }
 
-/// The frame's sightings as the live graph feeds them: a box that plainly
-/// continues a track reuses the track's embedding (see
-/// `VisitTracker::reusable_embeddings`); the rest keep their own.
-fn as_live(tracker: &VisitTracker, frame: &[Labelled]) -> Vec<Sighting> {
+/// The frame's sightings as the live graph feeds them (see
+/// `VisitTracker::plan_embeddings`): a box that plainly continues a track
+/// reuses the track's embedding, a doubtful box next to nothing followed is
+/// left out (`None`), the rest keep their own.
+fn as_live(tracker: &mut VisitTracker, frame: &[Labelled]) -> Vec<Option<Sighting>> {
     let Some(first) = frame.first() else {
         return Vec::new();
     };
     let boxes: Vec<BBox> = frame.iter().map(|l| l.sighting.bbox).collect();
-    let reuse = tracker.reusable_embeddings(&first.sighting.camera, first.sighting.time_ms, &boxes);
+    let scores: Vec<f32> = frame.iter().map(|l| l.sighting.score).collect();
+    let (camera, time_ms) = (first.sighting.camera.clone(), first.sighting.time_ms);
+    let plans = tracker.plan_embeddings(&camera, time_ms, &boxes, &scores);
     frame
         .iter()
-        .zip(reuse)
-        .map(|(l, r)| match r {
-            Some(embedding) => Sighting {
-                embedding,
-                ..l.sighting.clone()
-            }
-            .with_reused_embedding(),
-            None => l.sighting.clone(),
+        .zip(plans)
+        .map(|(l, plan)| match plan {
+            EmbeddingPlan::Reuse(embedding) => Some(
+                Sighting {
+                    embedding,
+                    ..l.sighting.clone()
+                }
+                .with_reused_embedding(),
+            ),
+            EmbeddingPlan::Measure => Some(l.sighting.clone()),
+            EmbeddingPlan::Drop => None,
         })
         .collect()
 }
@@ -334,6 +340,8 @@ struct Scores {
     sightings: usize,
     /// Sightings that reused their track's embedding.
     reused: u64,
+    /// Doubtful boxes next to nothing followed, dropped unembedded.
+    dropped_unembedded: usize,
     /// Distinct visits among labelled sightings.
     visits: usize,
     visits_opened: u64,
@@ -342,7 +350,7 @@ struct Scores {
     cross_right: usize,
     cross_wrong: usize,
     cross_unknown: usize,
-    /// Time in `observe` and `reusable_embeddings` (this build's).
+    /// Time in `observe` and `plan_embeddings` (this build's).
     tracking: Duration,
     /// Descriptors in the identity index at the end.
     indexed: usize,
@@ -414,13 +422,30 @@ fn run(frames: &[&[Labelled]], config: IdentityConfig) -> Scores {
     let mut got = Attribution::default();
     let (mut right, mut wrong, mut unknown) = (0, 0, 0);
     let mut sightings = 0;
+    let mut dropped_unembedded = 0;
     let mut tracking = Duration::ZERO;
     for frame in frames {
         let started = Instant::now();
-        let batch = as_live(&tracker, frame);
-        let observed = tracker.observe(&batch).unwrap();
+        let live = as_live(&mut tracker, frame);
+        let batch: Vec<Sighting> = live.iter().flatten().cloned().collect();
+        let mut observed = if batch.is_empty() {
+            let now = frame.first().map_or(0, |l| l.sighting.time_ms);
+            streamer_identity::Observed {
+                events: tracker.tick(now),
+                ..Default::default()
+            }
+        } else {
+            tracker.observe(&batch).unwrap()
+        };
         tracking += started.elapsed();
-        sightings += batch.len();
+        sightings += frame.len();
+        dropped_unembedded += live.iter().filter(|s| s.is_none()).count();
+        // One assignment a box of the frame, `None` for those left out.
+        let mut given = observed.assignments.into_iter();
+        observed.assignments = live
+            .iter()
+            .map(|s| s.as_ref().and_then(|_| given.next().flatten()))
+            .collect();
         for e in &observed.events {
             if e.reason != Some(UpdateReason::NewCamera) {
                 continue;
@@ -512,6 +537,7 @@ fn run(frames: &[&[Labelled]], config: IdentityConfig) -> Scores {
         unattributed,
         sightings,
         reused: summary.embeddings_reused,
+        dropped_unembedded,
         visits,
         visits_opened: summary.visits_opened,
         cross_right: right,
@@ -594,7 +620,7 @@ fn evaluate(name: &str, fx: &Fixture) -> Option<Vec<(u64, Scores)>> {
 
 fn print_row(name: &str, fps: u64, variant: &str, s: &Scores, people: usize, camera_frames: f64) {
     eprintln!(
-        "| {name} | {fps} | {variant} | {:.2} ({}/{people}) | {:.3} | {:.3} | {} right, {} wrong, {} unlabelled | {} | {} | {:.0}% | {:.2} ms | {} |",
+        "| {name} | {fps} | {variant} | {:.2} ({}/{people}) | {:.3} | {:.3} | {} right, {} wrong, {} unlabelled | {} | {} | {:.0}%, {:.0}% | {:.2} ms | {} |",
         s.visits as f64 / people as f64,
         s.visits,
         s.precision,
@@ -605,12 +631,13 @@ fn print_row(name: &str, fps: u64, variant: &str, s: &Scores, people: usize, cam
         s.visits_opened,
         s.unattributed,
         100.0 * s.reused as f64 / s.sightings.max(1) as f64,
+        100.0 * s.dropped_unembedded as f64 / s.sightings.max(1) as f64,
         s.tracking.as_secs_f64() * 1000.0 / camera_frames,
         s.indexed,
     );
 }
 
-const HEADER: &str = "| set | fps | | visits per person | precision | recall | cross-camera joins | visits opened | labelled sightings without a visit | embeddings reused | tracking per frame | index entries |";
+const HEADER: &str = "| set | fps | | visits per person | precision | recall | cross-camera joins | visits opened | labelled sightings without a visit | embeddings reused, boxes dropped unembedded | tracking per frame | index entries |";
 
 #[test]
 fn two_camera_replay_scores_against_hand_labelled_identities() {

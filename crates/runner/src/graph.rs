@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use streamer_alerts::{encode_jpeg, AlertPipeline, AlertReceipt, VisitOpened};
 use streamer_core::{BBox, Detection, Frame};
-use streamer_identity::{EventKind, Sighting, VisitEvent, VisitTracker};
+use streamer_identity::{EmbeddingPlan, EventKind, Sighting, VisitEvent, VisitTracker};
 use streamer_motion::{GateCounts, GateDecision, MotionGate};
 use streamer_vision::{Detector, DetectorTimings, Embedder};
 
@@ -43,6 +43,9 @@ pub struct FrameOutcome {
     pub embedded: usize,
     /// Person boxes that reused their track's embedding instead.
     pub embeddings_reused: usize,
+    /// Doubtful person boxes next to nothing followed: dropped by identity
+    /// before embedding (see `VisitTracker::plan_embeddings`).
+    pub dropped_unembedded: usize,
     /// Visits opened, changed or ended by this frame.
     pub events: Vec<VisitEvent>,
     /// Stage one of each alert this frame opened, with a way to wait for
@@ -246,7 +249,7 @@ impl StageGraph {
             .filter(|d| d.is_person())
             .map(|d| (d.bbox, d.score))
             .unzip();
-        let reuse = {
+        let plans = {
             let mut s = self.shared();
             if !boxes.is_empty() {
                 s.last_person.insert(frame.camera.to_string(), now);
@@ -254,18 +257,13 @@ impl StageGraph {
             s.update_presence(&frame.camera, now);
             match s.tracker.as_mut() {
                 None => return Ok(outcome),
-                Some(tracker) if boxes.is_empty() => {
-                    outcome.events = tracker.tick(now);
-                    s.visits_ended(&outcome.events);
-                    return Ok(outcome);
-                }
-                Some(tracker) => tracker.reusable_embeddings(&frame.camera, now, &boxes),
+                Some(tracker) => tracker.plan_embeddings(&frame.camera, now, &boxes, &scores),
             }
         };
         let to_embed: Vec<BBox> = boxes
             .iter()
-            .zip(&reuse)
-            .filter(|(_, r)| r.is_none())
+            .zip(&plans)
+            .filter(|(_, p)| **p == EmbeddingPlan::Measure)
             .map(|(b, _)| *b)
             .collect();
         let mut measured = match self.embedder.as_mut() {
@@ -281,12 +279,18 @@ impl StageGraph {
         }
         .into_iter();
         outcome.embedded = to_embed.len();
-        outcome.embeddings_reused = boxes.len() - to_embed.len();
         let mut sightings = Vec::with_capacity(boxes.len());
-        for ((b, reused), score) in boxes.into_iter().zip(reuse).zip(scores) {
-            let sighting = match reused {
-                Some(e) => Sighting::from_frame(frame, b, e).with_reused_embedding(),
-                None => {
+        for ((b, plan), score) in boxes.into_iter().zip(plans).zip(scores) {
+            let sighting = match plan {
+                EmbeddingPlan::Drop => {
+                    outcome.dropped_unembedded += 1;
+                    continue;
+                }
+                EmbeddingPlan::Reuse(e) => {
+                    outcome.embeddings_reused += 1;
+                    Sighting::from_frame(frame, b, e).with_reused_embedding()
+                }
+                EmbeddingPlan::Measure => {
                     let e = measured.next().ok_or_else(|| {
                         failed("embed")("the embedder returned fewer embeddings than boxes".into())
                     })?;
@@ -298,10 +302,15 @@ impl StageGraph {
         {
             let mut s = self.shared();
             if let Some(tracker) = s.tracker.as_mut() {
-                outcome.events = tracker
-                    .observe(&sightings)
-                    .map_err(|e| failed("identity")(e.to_string()))?
-                    .events;
+                // No person left (or none seen): time still passes.
+                outcome.events = if sightings.is_empty() {
+                    tracker.tick(now)
+                } else {
+                    tracker
+                        .observe(&sightings)
+                        .map_err(|e| failed("identity")(e.to_string()))?
+                        .events
+                };
             }
             s.visits_ended(&outcome.events);
         }
