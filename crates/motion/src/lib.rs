@@ -324,20 +324,29 @@ fn small_grey(frame: &Frame, (gw, gh): (u32, u32), out: &mut Vec<f32>) {
     out.clear();
     let (w, h) = (frame.width as usize, frame.height as usize);
     let (gw, gh) = (gw as usize, gh as usize);
-    for cy in 0..gh {
-        for cx in 0..gw {
-            let mut sum = 0u32;
-            for sy in 0..3 {
-                let y = ((cy * 3 + sy) * h / (gh * 3)).min(h - 1);
-                for sx in 0..3 {
-                    let x = ((cx * 3 + sx) * w / (gw * 3)).min(w - 1);
-                    let p = (y * w + x) * 3;
-                    let [r, g, b] = [frame.rgb[p], frame.rgb[p + 1], frame.rgb[p + 2]];
-                    sum += (77 * u32::from(r) + 150 * u32::from(g) + 29 * u32::from(b)) >> 8;
-                }
+    // Where the samples fall, worked out once a frame rather than with two
+    // divisions for each of the nine samples of each cell.
+    let columns: Vec<usize> = (0..gw * 3)
+        .map(|i| (i * w / (gw * 3)).min(w - 1) * 3)
+        .collect();
+    let rows: Vec<usize> = (0..gh * 3)
+        .map(|i| (i * h / (gh * 3)).min(h - 1) * w * 3)
+        .collect();
+    let luma =
+        |px: &[u8]| (77 * u32::from(px[0]) + 150 * u32::from(px[1]) + 29 * u32::from(px[2])) >> 8;
+    let mut sums = vec![0u32; gw];
+    for cell_rows in rows.chunks_exact(3) {
+        sums.fill(0);
+        for &row in cell_rows {
+            let line = &frame.rgb[row..row + w * 3];
+            for (sum, cell_columns) in sums.iter_mut().zip(columns.chunks_exact(3)) {
+                *sum += cell_columns
+                    .iter()
+                    .map(|&c| luma(&line[c..c + 3]))
+                    .sum::<u32>();
             }
-            out.push(sum as f32 / 9.0);
         }
+        out.extend(sums.iter().map(|&sum| sum as f32 / 9.0));
     }
 }
 
@@ -524,6 +533,38 @@ impl MotionGate {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn small_grey_averages_nine_samples_a_cell() {
+        // An odd-sized noisy colour frame, each cell worked out the plain
+        // way: nine samples spread over the cell, luma averaged.
+        let (w, h, gw, gh) = (203usize, 117usize, 40usize, 23usize);
+        let mut state = 99u32;
+        let rgb: Vec<u8> = (0..w * h * 3)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 24) as u8
+            })
+            .collect();
+        let frame = Frame::new(Arc::from("cam"), 0, Duration::ZERO, w as u32, h as u32, rgb);
+        let mut grey = Vec::new();
+        small_grey(&frame, (gw as u32, gh as u32), &mut grey);
+        assert_eq!(grey.len(), gw * gh);
+        for (cell, value) in grey.iter().enumerate() {
+            let (cx, cy) = (cell % gw, cell / gw);
+            let mut sum = 0u32;
+            for sy in 0..3 {
+                for sx in 0..3 {
+                    let y = ((cy * 3 + sy) * h / (gh * 3)).min(h - 1);
+                    let x = ((cx * 3 + sx) * w / (gw * 3)).min(w - 1);
+                    let p = &frame.rgb[(y * w + x) * 3..][..3];
+                    let [r, g, b] = [p[0], p[1], p[2]].map(u32::from);
+                    sum += (77 * r + 150 * g + 29 * b) >> 8;
+                }
+            }
+            assert_eq!(*value, sum as f32 / 9.0, "cell {cx},{cy}");
+        }
+    }
 
     /// A mid-grey scene with a deterministic speckle of noise, and a dark
     /// block (a "person") where asked.
