@@ -584,11 +584,13 @@ impl VisitTracker {
                         && now_ms.saturating_sub(t.embedded_ms) < max_age
                         && self.open.contains_key(&t.visit)
                         && b.iou(&predicted[k]) >= REUSE_MIN_IOU;
-                    let rivals = boxes
-                        .iter()
-                        .enumerate()
-                        .any(|(j, o)| j != i && o.iou(&predicted[k]) >= near);
-                    (plain && !rivals).then(|| t.embedding.clone())
+                    let rivals = || {
+                        boxes
+                            .iter()
+                            .enumerate()
+                            .any(|(j, o)| j != i && o.iou(&predicted[k]) >= near)
+                    };
+                    (plain && !rivals()).then(|| t.embedding.clone())
                 }
                 _ => None,
             };

@@ -151,10 +151,13 @@ pub fn fill_crop(
     let plane = iw * ih;
 
     // Padding: every value outside the content rectangle.
-    let content_x = x0..x0 + cw;
     for y in 0..ih {
-        let whole_row = y < y0 || y >= y0 + ch;
-        for x in (0..iw).filter(|x| whole_row || !content_x.contains(x)) {
+        let padded = if (y0..y0 + ch).contains(&y) {
+            [0..x0, x0 + cw..iw]
+        } else {
+            [0..iw, 0..0]
+        };
+        for x in padded.into_iter().flatten() {
             match input.order {
                 TensorOrder::Nhwc => {
                     let i = (y * iw + x) * 3;
