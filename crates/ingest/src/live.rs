@@ -1,6 +1,12 @@
 //! Live cameras: an RTSP URL (`pipelines/rtsp.pipeline`) or a raw GStreamer
-//! source description (`pipelines/gst-source.pipeline`), decoded to RGB at
-//! the camera's detect fps, keeping only the freshest frame.
+//! source description (`pipelines/gst-source.pipeline`), decoded at the
+//! camera's detect fps, keeping only the freshest frame.
+//!
+//! Pictures come out as the decoder makes them (planar YUV 4:2:0,
+//! [`Picture`]): a motion gate can read their luma plane, and only the
+//! pictures it passes are converted to RGB ([`LiveSource::to_frame`]). On
+//! a camera that shows an empty driveway most of the day, that spares the
+//! colour conversion of most frames.
 //!
 //! A [`LiveSource`] is one connection attempt: it never reconnects by
 //! itself. Supervision (stall detection, restarts with backoff) belongs to
@@ -10,10 +16,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use gstreamer as gst;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 use serde::{Deserialize, Serialize};
 use streamer_core::{redact_urls, Frame};
 
-use crate::pipeline::{Pipeline, GST_SOURCE_TEMPLATE, RTSP_TEMPLATE};
+use crate::pipeline::{packed_rgb, Pipeline, GST_SOURCE_TEMPLATE, RTSP_TEMPLATE};
 use crate::{Fps, IngestError};
 
 /// How RTSP media travels.
@@ -108,6 +117,50 @@ pub struct LiveSource {
     pipeline: Pipeline,
     camera: Arc<str>,
     seq: u64,
+    /// YUV to RGB, made for the pictures' format when the first one is
+    /// converted (and again if the camera changes resolution).
+    converter: Option<gst_video::VideoConverter>,
+}
+
+/// One decoded picture of a live camera, before colour conversion: planar
+/// YUV 4:2:0 (I420), whose first plane is the picture in grey.
+pub struct Picture {
+    frame: gst_video::VideoFrame<gst_video::video_frame::Readable>,
+    camera: Arc<str>,
+    seq: u64,
+    pts: Duration,
+}
+
+impl Picture {
+    pub fn width(&self) -> u32 {
+        self.frame.width()
+    }
+
+    pub fn height(&self) -> u32 {
+        self.frame.height()
+    }
+
+    /// Wall-clock time the picture was taken from the pipeline (since the
+    /// Unix epoch), as its [`Frame`] will carry.
+    pub fn pts(&self) -> Duration {
+        self.pts
+    }
+
+    pub fn camera(&self) -> &Arc<str> {
+        &self.camera
+    }
+
+    /// The luma plane and its row stride in bytes.
+    pub fn luma(&self) -> (&[u8], usize) {
+        let data = self.frame.plane_data(0).unwrap_or_default();
+        (data, self.frame.plane_stride()[0] as usize)
+    }
+
+    /// Whether luma spans 16-235 (video range, as cameras send) rather than
+    /// 0-255.
+    pub fn limited_range(&self) -> bool {
+        self.frame.info().colorimetry().range() != gst_video::VideoColorRange::Range0_255
+    }
 }
 
 impl LiveSource {
@@ -155,23 +208,115 @@ impl LiveSource {
             pipeline,
             camera,
             seq: 0,
+            converter: None,
         })
     }
 
-    /// The next frame, waiting at most `timeout`; `Ok(None)` if none came.
-    /// Frames are stamped with the wall clock (time since the Unix epoch),
-    /// so every camera shares one time axis. End of stream is
+    /// The next picture, waiting at most `timeout`; `Ok(None)` if none
+    /// came. Pictures are stamped with the wall clock (time since the Unix
+    /// epoch), so every camera shares one time axis. End of stream is
     /// `Err(IngestError::EndOfStream)`.
-    pub fn next_frame_within(&mut self, timeout: Duration) -> Result<Option<Frame>, IngestError> {
-        let Some((_pts, width, height, rgb)) = self.pipeline.pull_within(timeout)? else {
+    pub fn next_picture_within(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Picture>, IngestError> {
+        let Some(sample) = self.pipeline.pull_sample_within(timeout)? else {
             return Ok(None);
         };
-        let now = SystemTime::now()
+        let format_err = |message: String| self.pipeline.format_error(message);
+        let info = sample
+            .caps()
+            .ok_or_else(|| format_err("sample without caps".into()))
+            .and_then(|caps| {
+                gst_video::VideoInfo::from_caps(caps).map_err(|e| format_err(e.to_string()))
+            })?;
+        if info.format() != gst_video::VideoFormat::I420 {
+            return Err(format_err(format!(
+                "expected I420 pictures, got {:?}",
+                info.format()
+            )));
+        }
+        let buffer = sample
+            .buffer_owned()
+            .ok_or_else(|| format_err("sample without buffer".into()))?;
+        let frame = gst_video::VideoFrame::from_buffer_readable(buffer, &info)
+            .map_err(|_| format_err("the picture could not be mapped".into()))?;
+        let pts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let frame = Frame::new(self.camera.clone(), self.seq, now, width, height, rgb);
+        let picture = Picture {
+            frame,
+            camera: self.camera.clone(),
+            seq: self.seq,
+            pts,
+        };
         self.seq += 1;
-        Ok(Some(frame))
+        Ok(Some(picture))
+    }
+
+    /// The next frame in RGB, waiting at most `timeout`: the next picture,
+    /// converted.
+    pub fn next_frame_within(&mut self, timeout: Duration) -> Result<Option<Frame>, IngestError> {
+        match self.next_picture_within(timeout)? {
+            Some(picture) => self.to_frame(&picture).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `picture` converted to packed RGB (with the colour matrix its caps
+    /// name, as GStreamer's `videoconvert` would).
+    pub fn to_frame(&mut self, picture: &Picture) -> Result<Frame, IngestError> {
+        let format_err = |message: String| self.pipeline.format_error(message);
+        let input = picture.frame.info();
+        let fits = self.converter.as_ref().is_some_and(|c| {
+            let made_for = c.in_info();
+            made_for.width() == input.width()
+                && made_for.height() == input.height()
+                && made_for.colorimetry() == input.colorimetry()
+        });
+        if !fits {
+            let output = gst_video::VideoInfo::builder(
+                gst_video::VideoFormat::Rgb,
+                input.width(),
+                input.height(),
+            )
+            .fps(input.fps())
+            .interlace_mode(input.interlace_mode())
+            // Full-range RGB, keeping the input's transfer and primaries:
+            // as `videoconvert` negotiates it, so the colours are only
+            // re-matrixed, not re-graded.
+            .colorimetry(&gst_video::VideoColorimetry::new(
+                gst_video::VideoColorRange::Range0_255,
+                gst_video::VideoColorMatrix::Rgb,
+                input.colorimetry().transfer(),
+                input.colorimetry().primaries(),
+            ))
+            .build()
+            .map_err(|e| format_err(e.to_string()))?;
+            self.converter = Some(
+                gst_video::VideoConverter::new(input, &output, None)
+                    .map_err(|e| format_err(e.to_string()))?,
+            );
+        }
+        let converter = self.converter.as_ref().expect("made above");
+        let output = converter.out_info().clone();
+        let mut buffer =
+            gst::Buffer::with_size(output.size()).map_err(|e| format_err(e.to_string()))?;
+        let rgb = {
+            let buffer = buffer.get_mut().expect("a new buffer is writable");
+            let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &output)
+                .map_err(|e| format_err(e.to_string()))?;
+            converter.frame_ref(&picture.frame.as_video_frame_ref(), &mut out);
+            packed_rgb(&out).map_err(format_err)?
+        };
+        Ok(Frame::new(
+            picture.camera.clone(),
+            picture.seq,
+            picture.pts,
+            input.width(),
+            input.height(),
+            rgb,
+        ))
     }
 
     /// The camera name frames are tagged with.

@@ -119,11 +119,10 @@ impl Pipeline {
 
     /// The next decoded sample, waiting at most `timeout`: `Ok(None)` when
     /// none came in time (the caller decides whether that is a stall).
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn pull_within(
+    pub(crate) fn pull_sample_within(
         &self,
         timeout: Duration,
-    ) -> Result<Option<(Option<Duration>, u32, u32, Vec<u8>)>, IngestError> {
+    ) -> Result<Option<gst::Sample>, IngestError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(err) = self.bus_error() {
@@ -135,7 +134,7 @@ impl Pipeline {
                 .sink
                 .try_pull_sample(gst::ClockTime::from_nseconds(slice.as_nanos() as u64))
             {
-                return self.unpack(&sample).map(Some);
+                return Ok(Some(sample));
             }
             if self.sink.is_eos() {
                 return Err(self.bus_error().unwrap_or(IngestError::EndOfStream));
@@ -168,10 +167,7 @@ impl Pipeline {
         &self,
         sample: &gst::Sample,
     ) -> Result<(Option<Duration>, u32, u32, Vec<u8>), IngestError> {
-        let format_err = |message: String| IngestError::Format {
-            input: self.input.clone(),
-            message,
-        };
+        let format_err = |message: String| self.format_error(message);
         let caps = sample
             .caps()
             .ok_or_else(|| format_err("sample without caps".into()))?;
@@ -181,17 +177,17 @@ impl Pipeline {
             .ok_or_else(|| format_err("sample without buffer".into()))?;
         let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
             .map_err(|e| format_err(e.to_string()))?;
-        let (w, h) = (info.width(), info.height());
-        let row = w as usize * 3;
-        let stride = frame.info().stride()[0] as usize;
-        let data = frame.plane_data(0).map_err(|e| format_err(e.to_string()))?;
-        // Rows may be padded (to 4 bytes); copy them out tightly packed.
-        let mut rgb = Vec::with_capacity(row * h as usize);
-        for y in 0..h as usize {
-            rgb.extend_from_slice(&data[y * stride..y * stride + row]);
-        }
+        let rgb = packed_rgb(&frame).map_err(format_err)?;
         let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
-        Ok((pts, w, h, rgb))
+        Ok((pts, info.width(), info.height(), rgb))
+    }
+
+    /// An error about the decoded pictures of this pipeline's input.
+    pub(crate) fn format_error(&self, message: String) -> IngestError {
+        IngestError::Format {
+            input: self.input.clone(),
+            message,
+        }
     }
 
     /// The first error message waiting on the bus, if any.
@@ -217,4 +213,18 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// The picture of an RGB `frame` copied out tightly packed (its rows may
+/// be padded to 4 bytes).
+pub(crate) fn packed_rgb<T>(frame: &gst_video::VideoFrameRef<T>) -> Result<Vec<u8>, String> {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let row = w * 3;
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame.plane_data(0).map_err(|e| e.to_string())?;
+    let mut rgb = Vec::with_capacity(row * h);
+    for y in 0..h {
+        rgb.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    Ok(rgb)
 }

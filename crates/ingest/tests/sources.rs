@@ -13,7 +13,7 @@ fn make_clip(path: &Path, frames: u32, width: u32, height: u32) {
     gst::init().unwrap();
     let launch = format!(
         "videotestsrc num-buffers={frames} pattern=smpte \
-         ! video/x-raw,width={width},height={height},framerate=10/1 \
+         ! video/x-raw,format=I420,width={width},height={height},framerate=10/1 \
          ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
          ! filesink location={}",
         path.display()
@@ -174,4 +174,54 @@ fn live_pictures_wider_than_max_width_are_scaled_down_with_their_aspect() {
     };
     assert_eq!(open_at(1920, 1080, 1280), (1280, 720, 1280 * 720 * 3));
     assert_eq!(open_at(640, 480, 1280), (640, 480, 640 * 480 * 3));
+}
+
+#[test]
+fn live_pictures_convert_to_the_rgb_that_gstreamer_makes_of_them() {
+    use streamer_ingest::{LiveInput, LiveSettings, LiveSource};
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 10, 320, 240);
+    // The file source converts with GStreamer's videoconvert; the live
+    // source hands over the decoder's YUV 4:2:0 picture (as cameras send
+    // it) and converts it itself.
+    let reference: Vec<_> = frames(open(&clip, Arc::from("file"), fps(10.0)).unwrap())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let input = LiveInput::GstSource(format!("filesrc location={}", clip.display()));
+    let settings = LiveSettings {
+        fps: Fps { num: 10, den: 1 },
+        ..LiveSettings::default()
+    };
+    let mut source = LiveSource::open(&input, Arc::from("live"), &settings).unwrap();
+    let picture = source
+        .next_picture_within(Duration::from_secs(60))
+        .unwrap()
+        .expect("a picture within a minute");
+    assert_eq!((picture.width(), picture.height()), (320, 240));
+    let (luma, stride) = picture.luma();
+    assert!(stride >= 320 && luma.len() >= stride * 239 + 320);
+    assert!(picture.limited_range(), "H.264 from x264 is video range");
+    let frame = source.to_frame(&picture).unwrap();
+    assert_eq!((frame.width, frame.height), (320, 240));
+    assert_eq!((frame.seq, frame.pts), (0, picture.pts()));
+    // The appsink keeps only the freshest picture, so this may be any of
+    // the clip's frames: the closest of them is compared.
+    let worst = reference
+        .iter()
+        .map(|r| {
+            let diffs = frame.rgb.iter().zip(&r.rgb).map(|(a, b)| a.abs_diff(*b));
+            diffs.max().unwrap()
+        })
+        .min()
+        .unwrap();
+    assert!(
+        worst <= 1,
+        "a channel differs by {worst} from videoconvert's"
+    );
+    // The bars are really there: SMPTE's first bar is light grey, its
+    // third cyan (no red).
+    let at = |x: usize| &frame.rgb[(120 * 320 + x) * 3..][..3];
+    assert!(at(20).iter().all(|c| *c > 150), "{:?}", at(20));
+    assert!(at(2 * 320 / 7 + 20)[0] < 60, "{:?}", at(2 * 320 / 7 + 20));
 }

@@ -28,6 +28,11 @@
 //! motion (a person standing still is re-confirmed and the visit stays
 //! open). Everything is judged on the frame's own time, so the gate is
 //! pure and replays the same way every time.
+//!
+//! The gate reads either an RGB [`Frame`] or a luma plane ([`GreyView`]):
+//! a live camera's decoder makes YUV pictures, whose first plane already
+//! is the picture in grey, so a frame the gate keeps from detection is
+//! never converted to RGB at all.
 
 #![warn(missing_docs)]
 
@@ -51,6 +56,80 @@ const NOISE_FACTOR: f32 = 3.0;
 /// behind, or the empty floor where somebody stood while the background
 /// learnt them (a "ghost"). It is taken into the background at once.
 const STATIC_AFTER_MS: u64 = 1000;
+
+/// What the gate reads of a picture: its size, its time and its grey
+/// levels.
+#[derive(Clone, Copy, Debug)]
+pub enum GreyView<'a> {
+    /// A packed RGB frame; its grey is luma with BT.601 weights.
+    Rgb(&'a Frame),
+    /// A plane of luma, such as the first plane of a decoder's YUV picture.
+    Luma(LumaPlane<'a>),
+}
+
+impl<'a> From<&'a Frame> for GreyView<'a> {
+    fn from(frame: &'a Frame) -> Self {
+        GreyView::Rgb(frame)
+    }
+}
+
+impl GreyView<'_> {
+    fn size(&self) -> (u32, u32) {
+        match self {
+            GreyView::Rgb(frame) => (frame.width, frame.height),
+            GreyView::Luma(plane) => (plane.width, plane.height),
+        }
+    }
+
+    fn pts(&self) -> Duration {
+        match self {
+            GreyView::Rgb(frame) => frame.pts,
+            GreyView::Luma(plane) => plane.pts,
+        }
+    }
+
+    fn pts_ms(&self) -> u64 {
+        self.pts().as_millis() as u64
+    }
+}
+
+/// A plane of luma, one byte a pixel, rows `stride` bytes apart.
+#[derive(Clone, Copy, Debug)]
+pub struct LumaPlane<'a> {
+    data: &'a [u8],
+    stride: usize,
+    width: u32,
+    height: u32,
+    pts: Duration,
+    limited_range: bool,
+}
+
+impl<'a> LumaPlane<'a> {
+    /// `None` when `data` is too short for `height` rows of `width` pixels
+    /// `stride` bytes apart, or the picture is empty. `limited_range`: luma
+    /// spans 16-235 (video range, as cameras send it), and is stretched to
+    /// 0-255 so that it reads like the luma of an RGB frame.
+    pub fn new(
+        data: &'a [u8],
+        stride: usize,
+        (width, height): (u32, u32),
+        pts: Duration,
+        limited_range: bool,
+    ) -> Option<Self> {
+        let fits = width > 0
+            && height > 0
+            && stride >= width as usize
+            && data.len() >= stride * (height as usize - 1) + width as usize;
+        fits.then_some(Self {
+            data,
+            stride,
+            width,
+            height,
+            pts,
+            limited_range,
+        })
+    }
+}
 
 /// One camera's motion settings (`[cameras.<name>.motion]`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -219,9 +298,10 @@ impl MotionDetector {
         }
     }
 
-    /// Compares `frame` with the background and learns from it.
-    pub fn observe(&mut self, frame: &Frame) -> Motion {
-        if self.frame_size != (frame.width, frame.height) || self.background.is_empty() {
+    /// Compares `picture` with the background and learns from it.
+    pub fn observe<'a>(&mut self, picture: impl Into<GreyView<'a>>) -> Motion {
+        let frame = picture.into();
+        if self.frame_size != frame.size() || self.background.is_empty() {
             self.start(frame);
             return Motion::First;
         }
@@ -293,11 +373,12 @@ impl MotionDetector {
         }
     }
 
-    fn start(&mut self, frame: &Frame) {
-        let width = GRID_WIDTH.min(frame.width.max(1));
-        let height = ((u64::from(frame.height) * u64::from(width)) / u64::from(frame.width.max(1)))
-            .clamp(1, u64::from(frame.height.max(1))) as u32;
-        self.frame_size = (frame.width, frame.height);
+    fn start(&mut self, frame: GreyView<'_>) {
+        let (frame_width, frame_height) = frame.size();
+        let width = GRID_WIDTH.min(frame_width.max(1));
+        let height = ((u64::from(frame_height) * u64::from(width)) / u64::from(frame_width.max(1)))
+            .clamp(1, u64::from(frame_height.max(1))) as u32;
+        self.frame_size = (frame_width, frame_height);
         self.grid = (width, height);
         self.watched = (0..height)
             .flat_map(|y| (0..width).map(move |x| (x, y)))
@@ -318,35 +399,68 @@ impl MotionDetector {
     }
 }
 
-/// The frame as a `grid` of grey cells, each the mean luma of a 3x3 sample
-/// of its pixels.
-fn small_grey(frame: &Frame, (gw, gh): (u32, u32), out: &mut Vec<f32>) {
+/// The picture as a `grid` of grey cells, each the mean luma of a 3x3
+/// sample of its pixels.
+fn small_grey(picture: GreyView<'_>, (gw, gh): (u32, u32), out: &mut Vec<f32>) {
     out.clear();
-    let (w, h) = (frame.width as usize, frame.height as usize);
-    let (gw, gh) = (gw as usize, gh as usize);
+    let (w, h) = picture.size();
+    let (w, h, gw, gh) = (w as usize, h as usize, gw as usize, gh as usize);
     // Where the samples fall, worked out once a frame rather than with two
     // divisions for each of the nine samples of each cell.
-    let columns: Vec<usize> = (0..gw * 3)
-        .map(|i| (i * w / (gw * 3)).min(w - 1) * 3)
-        .collect();
-    let rows: Vec<usize> = (0..gh * 3)
-        .map(|i| (i * h / (gh * 3)).min(h - 1) * w * 3)
-        .collect();
-    let luma =
-        |px: &[u8]| (77 * u32::from(px[0]) + 150 * u32::from(px[1]) + 29 * u32::from(px[2])) >> 8;
-    let mut sums = vec![0u32; gw];
+    let xs = (0..gw * 3).map(|i| (i * w / (gw * 3)).min(w - 1));
+    let ys = (0..gh * 3).map(|i| (i * h / (gh * 3)).min(h - 1));
+    match picture {
+        GreyView::Rgb(frame) => {
+            let columns: Vec<usize> = xs.map(|x| x * 3).collect();
+            let rows: Vec<usize> = ys.map(|y| y * w * 3).collect();
+            let luma = |line: &[u8], c: usize| {
+                (77 * u32::from(line[c])
+                    + 150 * u32::from(line[c + 1])
+                    + 29 * u32::from(line[c + 2]))
+                    >> 8
+            };
+            cell_means(&frame.rgb, (&rows, &columns), luma, |grey| grey, out);
+        }
+        GreyView::Luma(plane) => {
+            let columns: Vec<usize> = xs.collect();
+            let rows: Vec<usize> = ys.map(|y| y * plane.stride).collect();
+            let stretch = |grey: f32| {
+                if plane.limited_range {
+                    ((grey - 16.0) * (255.0 / 219.0)).clamp(0.0, 255.0)
+                } else {
+                    grey
+                }
+            };
+            cell_means(
+                plane.data,
+                (&rows, &columns),
+                |line, c| u32::from(line[c]),
+                stretch,
+                out,
+            );
+        }
+    }
+}
+
+/// Appends to `out` the mean of `sample` over each cell's three `rows` by
+/// three `columns` (byte offsets), passed through `finish`.
+fn cell_means(
+    data: &[u8],
+    (rows, columns): (&[usize], &[usize]),
+    sample: impl Fn(&[u8], usize) -> u32,
+    finish: impl Fn(f32) -> f32,
+    out: &mut Vec<f32>,
+) {
+    let mut sums = vec![0u32; columns.len() / 3];
     for cell_rows in rows.chunks_exact(3) {
         sums.fill(0);
         for &row in cell_rows {
-            let line = &frame.rgb[row..row + w * 3];
+            let line = &data[row..];
             for (sum, cell_columns) in sums.iter_mut().zip(columns.chunks_exact(3)) {
-                *sum += cell_columns
-                    .iter()
-                    .map(|&c| luma(&line[c..c + 3]))
-                    .sum::<u32>();
+                *sum += cell_columns.iter().map(|&c| sample(line, c)).sum::<u32>();
             }
         }
-        out.extend(sums.iter().map(|&sum| sum as f32 / 9.0));
+        out.extend(sums.iter().map(|&sum| finish(sum as f32 / 9.0)));
     }
 }
 
@@ -441,9 +555,15 @@ impl CameraGate {
         }
     }
 
-    /// Decides whether `frame` is detected. `visit_open`: someone was seen
-    /// on this camera recently (the periodic re-check applies).
-    pub fn judge(&mut self, frame: &Frame, visit_open: bool) -> GateDecision {
+    /// Decides whether `picture` is detected. `visit_open`: someone was
+    /// seen on this camera recently (the periodic re-check applies).
+    pub fn judge<'a>(
+        &mut self,
+        picture: impl Into<GreyView<'a>>,
+        visit_open: bool,
+    ) -> GateDecision {
+        let frame = picture.into();
+        let pts = frame.pts();
         let decision = if !self.detector.config.enabled {
             GateDecision::Motion(Motion::Moving { area: 1.0 })
         } else {
@@ -452,7 +572,7 @@ impl CameraGate {
                 m => {
                     let due = self
                         .last_detect
-                        .is_none_or(|t| frame.pts.saturating_sub(t) >= self.interval);
+                        .is_none_or(|t| pts.saturating_sub(t) >= self.interval);
                     if visit_open && due {
                         GateDecision::Recheck
                     } else {
@@ -463,7 +583,7 @@ impl CameraGate {
         };
         if decision.passes() {
             self.counts.passed += 1;
-            self.last_detect = Some(frame.pts);
+            self.last_detect = Some(pts);
         } else {
             self.counts.gated_out += 1;
         }
@@ -548,7 +668,7 @@ mod tests {
             .collect();
         let frame = Frame::new(Arc::from("cam"), 0, Duration::ZERO, w as u32, h as u32, rgb);
         let mut grey = Vec::new();
-        small_grey(&frame, (gw as u32, gh as u32), &mut grey);
+        small_grey(GreyView::Rgb(&frame), (gw as u32, gh as u32), &mut grey);
         assert_eq!(grey.len(), gw * gh);
         for (cell, value) in grey.iter().enumerate() {
             let (cx, cy) = (cell % gw, cell / gw);
@@ -564,6 +684,52 @@ mod tests {
             }
             assert_eq!(*value, sum as f32 / 9.0, "cell {cx},{cy}");
         }
+    }
+
+    #[test]
+    fn a_video_range_luma_plane_reads_like_the_rgb_it_was_made_from() {
+        // The Y plane a decoder would make of a noisy colour frame (BT.601,
+        // video range 16-235, rows padded), against the frame itself.
+        let (w, h, stride) = (203usize, 117usize, 208usize);
+        let mut state = 7u32;
+        let rgb: Vec<u8> = (0..w * h * 3)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 24) as u8
+            })
+            .collect();
+        let mut luma = vec![0u8; stride * h];
+        for y in 0..h {
+            for x in 0..w {
+                let p = &rgb[(y * w + x) * 3..][..3];
+                let [r, g, b] = [p[0], p[1], p[2]].map(f32::from);
+                luma[y * stride + x] =
+                    (16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0).round() as u8;
+            }
+        }
+        let frame = Frame::new(Arc::from("cam"), 0, Duration::ZERO, w as u32, h as u32, rgb);
+        let plane = LumaPlane::new(&luma, stride, (w as u32, h as u32), Duration::ZERO, true)
+            .expect("the plane fits");
+        let (mut from_rgb, mut from_luma) = (Vec::new(), Vec::new());
+        small_grey(GreyView::Rgb(&frame), (40, 23), &mut from_rgb);
+        small_grey(GreyView::Luma(plane), (40, 23), &mut from_luma);
+        assert_eq!(from_rgb.len(), from_luma.len());
+        for (cell, (a, b)) in from_rgb.iter().zip(&from_luma).enumerate() {
+            assert!(
+                (a - b).abs() < 1.5,
+                "cell {cell}: {a} from RGB, {b} from luma"
+            );
+        }
+        // A plane too short for its rows is refused, not read past its end.
+        assert!(LumaPlane::new(
+            &luma[..stride * (h - 1)],
+            stride,
+            (w as u32, h as u32),
+            Duration::ZERO,
+            true
+        )
+        .is_none());
+        assert!(LumaPlane::new(&luma, w - 1, (w as u32, h as u32), Duration::ZERO, true).is_none());
     }
 
     /// A mid-grey scene with a deterministic speckle of noise, and a dark

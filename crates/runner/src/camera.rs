@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use streamer_ingest::{IngestError, LiveInput, LiveSettings, LiveSource};
-use streamer_motion::{CameraGate, MotionConfig};
+use streamer_motion::{CameraGate, GreyView, LumaPlane, MotionConfig};
 
 use crate::backoff::{jitter_unit, Backoff};
 use crate::handoff::FreshestSlots;
@@ -213,8 +213,8 @@ fn watch(
                 got_frames,
             };
         }
-        match source.next_frame_within((spec.stall_timeout - silent).min(POLL * 3)) {
-            Ok(Some(frame)) => {
+        match source.next_picture_within((spec.stall_timeout - silent).min(POLL * 3)) {
+            Ok(Some(picture)) => {
                 last = Instant::now();
                 if !got_frames {
                     got_frames = true;
@@ -228,7 +228,22 @@ fn watch(
                 telemetry.frame_in(camera);
                 if let Some(gate) = gate.as_mut() {
                     let visit_open = telemetry.camera(camera).is_some_and(|c| c.visit_open());
-                    if !gate.judge(&frame, visit_open).passes() {
+                    // The gate reads the decoder's own grey plane: a frame it
+                    // keeps from detection is never converted to RGB.
+                    let (luma, stride) = picture.luma();
+                    let Some(plane) = LumaPlane::new(
+                        luma,
+                        stride,
+                        (picture.width(), picture.height()),
+                        picture.pts(),
+                        picture.limited_range(),
+                    ) else {
+                        return Outcome::Failed {
+                            error: "a decoded picture is smaller than its size says".into(),
+                            got_frames,
+                        };
+                    };
+                    if !gate.judge(GreyView::Luma(plane), visit_open).passes() {
                         telemetry.emit(Event::FrameProcessed {
                             camera,
                             latency: Duration::ZERO,
@@ -237,6 +252,15 @@ fn watch(
                         continue;
                     }
                 }
+                let frame = match source.to_frame(&picture) {
+                    Ok(frame) => frame,
+                    Err(error) => {
+                        return Outcome::Failed {
+                            error: error.to_string(),
+                            got_frames,
+                        }
+                    }
+                };
                 if slots.put(index, frame) {
                     telemetry.emit(Event::FrameDropped { camera });
                 }
