@@ -300,7 +300,12 @@ impl MotionDetector {
 
     /// Compares `picture` with the background and learns from it.
     pub fn observe<'a>(&mut self, picture: impl Into<GreyView<'a>>) -> Motion {
-        let frame = picture.into();
+        // The work is in a function of its own that is not generic, so that
+        // it is compiled (and optimised) here, not in the caller's crate.
+        self.observe_view(picture.into())
+    }
+
+    fn observe_view(&mut self, frame: GreyView<'_>) -> Motion {
         if self.frame_size != frame.size() || self.background.is_empty() {
             self.start(frame);
             return Motion::First;
@@ -562,12 +567,16 @@ impl CameraGate {
         picture: impl Into<GreyView<'a>>,
         visit_open: bool,
     ) -> GateDecision {
-        let frame = picture.into();
+        // Not generic below, for the reason given at `observe`.
+        self.judge_view(picture.into(), visit_open)
+    }
+
+    fn judge_view(&mut self, frame: GreyView<'_>, visit_open: bool) -> GateDecision {
         let pts = frame.pts();
         let decision = if !self.detector.config.enabled {
             GateDecision::Motion(Motion::Moving { area: 1.0 })
         } else {
-            match self.detector.observe(frame) {
+            match self.detector.observe_view(frame) {
                 m @ (Motion::First | Motion::Moving { .. }) => GateDecision::Motion(m),
                 m => {
                     let due = self
