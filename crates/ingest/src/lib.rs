@@ -1,6 +1,9 @@
 //! GStreamer sources that turn video files, image folders and live cameras
 //! (RTSP, or any GStreamer source description) into RGB
-//! [`Frame`](streamer_core::Frame)s at a sampling rate.
+//! [`Frame`](streamer_core::Frame)s at a sampling rate. Live cameras hand
+//! over each decoded [`Picture`] first (YUV, before colour conversion), so
+//! that a motion gate can keep a picture from detection without it ever
+//! being converted.
 //!
 //! Each source is one GStreamer pipeline built from a template in
 //! `pipelines/`, ending in an appsink. End of stream and pipeline errors come
@@ -17,7 +20,7 @@ use std::sync::Arc;
 
 pub use error::IngestError;
 pub use folder::ImageFolderSource;
-pub use live::{LiveInput, LiveSettings, LiveSource, Transport, DEFAULT_MAX_WIDTH};
+pub use live::{LiveInput, LiveSettings, LiveSource, Picture, Transport, DEFAULT_MAX_WIDTH};
 pub use video::VideoFileSource;
 
 use streamer_core::Frame;

@@ -119,7 +119,16 @@ pub struct LiveSource {
     seq: u64,
     /// YUV to RGB, made for the pictures' format when the first one is
     /// converted (and again if the camera changes resolution).
-    converter: Option<gst_video::VideoConverter>,
+    converter: Option<Converter>,
+}
+
+/// A converter and the buffer it writes into, kept from picture to
+/// picture: a fresh megabyte-sized buffer a picture, freed on another
+/// thread's malloc arena each time, left the C heap holding ever more free
+/// memory over a long run of many cameras.
+struct Converter {
+    converter: gst_video::VideoConverter,
+    output: gst::Buffer,
 }
 
 /// One decoded picture of a live camera, before colour conversion: planar
@@ -269,7 +278,7 @@ impl LiveSource {
         let format_err = |message: String| self.pipeline.format_error(message);
         let input = picture.frame.info();
         let fits = self.converter.as_ref().is_some_and(|c| {
-            let made_for = c.in_info();
+            let made_for = c.converter.in_info();
             made_for.width() == input.width()
                 && made_for.height() == input.height()
                 && made_for.colorimetry() == input.colorimetry()
@@ -293,22 +302,22 @@ impl LiveSource {
             ))
             .build()
             .map_err(|e| format_err(e.to_string()))?;
-            self.converter = Some(
-                gst_video::VideoConverter::new(input, &output, None)
+            self.converter = Some(Converter {
+                converter: gst_video::VideoConverter::new(input, &output, None)
                     .map_err(|e| format_err(e.to_string()))?,
-            );
+                output: gst::Buffer::with_size(output.size())
+                    .map_err(|e| format_err(e.to_string()))?,
+            });
         }
-        let converter = self.converter.as_ref().expect("made above");
-        let output = converter.out_info().clone();
-        let mut buffer =
-            gst::Buffer::with_size(output.size()).map_err(|e| format_err(e.to_string()))?;
-        let rgb = {
-            let buffer = buffer.get_mut().expect("a new buffer is writable");
-            let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &output)
-                .map_err(|e| format_err(e.to_string()))?;
-            converter.frame_ref(&picture.frame.as_video_frame_ref(), &mut out);
-            packed_rgb(&out).map_err(format_err)?
-        };
+        let Converter { converter, output } = self.converter.as_mut().expect("made above");
+        let info = converter.out_info().clone();
+        let buffer = output
+            .get_mut()
+            .expect("the output buffer is never shared, so it is writable");
+        let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
+            .map_err(|e| format_err(e.to_string()))?;
+        converter.frame_ref(&picture.frame.as_video_frame_ref(), &mut out);
+        let rgb = packed_rgb(&out).map_err(format_err)?;
         Ok(Frame::new(
             picture.camera.clone(),
             picture.seq,
