@@ -22,7 +22,7 @@ use gstreamer_video::prelude::*;
 use serde::{Deserialize, Serialize};
 use streamer_core::{redact_urls, Frame};
 
-use crate::pipeline::{packed_rgb, Pipeline, GST_SOURCE_TEMPLATE, RTSP_TEMPLATE};
+use crate::pipeline::{Pipeline, GST_SOURCE_TEMPLATE, RTSP_TEMPLATE};
 use crate::{Fps, IngestError};
 
 /// How RTSP media travels.
@@ -119,16 +119,7 @@ pub struct LiveSource {
     seq: u64,
     /// YUV to RGB, made for the pictures' format when the first one is
     /// converted (and again if the camera changes resolution).
-    converter: Option<Converter>,
-}
-
-/// A converter and the buffer it writes into, kept from picture to
-/// picture: a fresh megabyte-sized buffer a picture, freed on another
-/// thread's malloc arena each time, left the C heap holding ever more free
-/// memory over a long run of many cameras.
-struct Converter {
-    converter: gst_video::VideoConverter,
-    output: gst::Buffer,
+    converter: Option<gst_video::VideoConverter>,
 }
 
 /// One decoded picture of a live camera, before colour conversion: planar
@@ -278,7 +269,7 @@ impl LiveSource {
         let format_err = |message: String| self.pipeline.format_error(message);
         let input = picture.frame.info();
         let fits = self.converter.as_ref().is_some_and(|c| {
-            let made_for = c.converter.in_info();
+            let made_for = c.in_info();
             made_for.width() == input.width()
                 && made_for.height() == input.height()
                 && made_for.colorimetry() == input.colorimetry()
@@ -302,22 +293,37 @@ impl LiveSource {
             ))
             .build()
             .map_err(|e| format_err(e.to_string()))?;
-            self.converter = Some(Converter {
-                converter: gst_video::VideoConverter::new(input, &output, None)
+            self.converter = Some(
+                gst_video::VideoConverter::new(input, &output, None)
                     .map_err(|e| format_err(e.to_string()))?,
-                output: gst::Buffer::with_size(output.size())
-                    .map_err(|e| format_err(e.to_string()))?,
-            });
+            );
         }
-        let Converter { converter, output } = self.converter.as_mut().expect("made above");
-        let info = converter.out_info().clone();
-        let buffer = output
-            .get_mut()
-            .expect("the output buffer is never shared, so it is writable");
-        let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
-            .map_err(|e| format_err(e.to_string()))?;
-        converter.frame_ref(&picture.frame.as_video_frame_ref(), &mut out);
-        let rgb = packed_rgb(&out).map_err(format_err)?;
+        let converter = self.converter.as_ref().expect("made above");
+        let info = converter.out_info();
+        // The converter writes straight into the frame's own memory (Rust's
+        // allocator), not into a GStreamer buffer that would be copied out
+        // and freed: a megabyte-sized buffer a picture, freed on the C
+        // heap by many camera threads, left glibc's arenas holding ever
+        // more free memory over a long run.
+        let mut buffer = gst::Buffer::from_mut_slice(vec![0u8; info.size()]);
+        {
+            let buffer = buffer.get_mut().expect("a new buffer is writable");
+            let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, info)
+                .map_err(|e| format_err(e.to_string()))?;
+            converter.frame_ref(&picture.frame.as_video_frame_ref(), &mut out);
+        }
+        let mut rgb: Vec<u8> = buffer
+            .try_into_inner()
+            .map_err(|(_, e)| format_err(e.to_string()))?;
+        // Rows may be padded (to 4 bytes): close the gaps.
+        let (row, height) = (input.width() as usize * 3, input.height() as usize);
+        let stride = info.stride()[0] as usize;
+        if stride != row {
+            for y in 1..height {
+                rgb.copy_within(y * stride..y * stride + row, y * row);
+            }
+        }
+        rgb.truncate(row * height);
         Ok(Frame::new(
             picture.camera.clone(),
             picture.seq,

@@ -217,7 +217,7 @@ impl Drop for Pipeline {
 
 /// The picture of an RGB `frame` copied out tightly packed (its rows may
 /// be padded to 4 bytes).
-pub(crate) fn packed_rgb<T>(frame: &gst_video::VideoFrameRef<T>) -> Result<Vec<u8>, String> {
+fn packed_rgb<T>(frame: &gst_video::VideoFrameRef<T>) -> Result<Vec<u8>, String> {
     let (w, h) = (frame.width() as usize, frame.height() as usize);
     let row = w * 3;
     let stride = frame.plane_stride()[0] as usize;
