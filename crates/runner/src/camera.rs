@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use streamer_ingest::{IngestError, LiveInput, LiveSettings, LiveSource};
+use streamer_ingest::{IngestError, LiveInput, LiveSettings, LiveSource, Picture};
 use streamer_motion::{CameraGate, GreyView, LumaPlane, MotionConfig};
 
 use crate::backoff::{jitter_unit, Backoff};
@@ -230,20 +230,13 @@ fn watch(
                     let visit_open = telemetry.camera(camera).is_some_and(|c| c.visit_open());
                     // The gate reads the decoder's own grey plane: a frame it
                     // keeps from detection is never converted to RGB.
-                    let (luma, stride) = picture.luma();
-                    let Some(plane) = LumaPlane::new(
-                        luma,
-                        stride,
-                        (picture.width(), picture.height()),
-                        picture.pts(),
-                        picture.limited_range(),
-                    ) else {
+                    let Some(grey) = grey_view(&picture) else {
                         return Outcome::Failed {
                             error: "a decoded picture is smaller than its size says".into(),
                             got_frames,
                         };
                     };
-                    if !gate.judge(GreyView::Luma(plane), visit_open).passes() {
+                    if !gate.judge(grey, visit_open).passes() {
                         telemetry.emit(Event::FrameProcessed {
                             camera,
                             latency: Duration::ZERO,
@@ -282,6 +275,19 @@ fn watch(
     }
 }
 
+/// What the motion gate reads of a live picture: its luma plane.
+fn grey_view(picture: &Picture) -> Option<GreyView<'_>> {
+    let (luma, stride) = picture.luma();
+    LumaPlane::new(
+        luma,
+        stride,
+        (picture.width(), picture.height()),
+        picture.pts(),
+        picture.limited_range(),
+    )
+    .map(GreyView::Luma)
+}
+
 fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) {
     let until = Instant::now() + delay;
     while !stop.load(Ordering::Relaxed) {
@@ -290,5 +296,53 @@ fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) {
             return;
         }
         thread::sleep(left.min(POLL));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamer_motion::{GateDecision, Motion};
+
+    /// The gate's decisions on the first `n` pictures of a live GStreamer
+    /// source, read as `watch` reads them.
+    fn decisions(source: &str, n: usize) -> Vec<GateDecision> {
+        let input = LiveInput::GstSource(source.into());
+        let mut live =
+            LiveSource::open(&input, Arc::from("test"), &LiveSettings::default()).unwrap();
+        let mut gate = CameraGate::new(MotionConfig::default());
+        (0..n)
+            .map(|_| {
+                let picture = live
+                    .next_picture_within(Duration::from_secs(60))
+                    .unwrap()
+                    .expect("a picture within a minute");
+                gate.judge(grey_view(&picture).expect("the plane fits"), false)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_gate_on_a_live_luma_plane_closes_on_a_still_scene_and_opens_on_motion() {
+        let still = decisions(
+            "videotestsrc is-live=true pattern=colors ! video/x-raw,width=320,height=240,framerate=10/1",
+            8,
+        );
+        assert!(
+            matches!(still[0], GateDecision::Motion(Motion::First)),
+            "{still:?}"
+        );
+        assert!(still[1..].iter().all(|d| !d.passes()), "{still:?}");
+        // A ball crossing a black picture: something moves in every frame.
+        let moving = decisions(
+            "videotestsrc is-live=true pattern=ball motion=sweep ! video/x-raw,width=320,height=240,framerate=10/1",
+            8,
+        );
+        assert!(
+            moving[1..]
+                .iter()
+                .all(|d| matches!(d, GateDecision::Motion(Motion::Moving { .. }))),
+            "{moving:?}"
+        );
     }
 }
