@@ -663,18 +663,23 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// `len` bytes of deterministic noise from `seed`.
+    fn noise(len: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn small_grey_averages_nine_samples_a_cell() {
         // An odd-sized noisy colour frame, each cell worked out the plain
         // way: nine samples spread over the cell, luma averaged.
         let (w, h, gw, gh) = (203usize, 117usize, 40usize, 23usize);
-        let mut state = 99u32;
-        let rgb: Vec<u8> = (0..w * h * 3)
-            .map(|_| {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (state >> 24) as u8
-            })
-            .collect();
+        let rgb = noise(w * h * 3, 99);
         let frame = Frame::new(Arc::from("cam"), 0, Duration::ZERO, w as u32, h as u32, rgb);
         let mut grey = Vec::new();
         small_grey(GreyView::Rgb(&frame), (gw as u32, gh as u32), &mut grey);
@@ -700,13 +705,7 @@ mod tests {
         // The Y plane a decoder would make of a noisy colour frame (BT.601,
         // video range 16-235, rows padded), against the frame itself.
         let (w, h, stride) = (203usize, 117usize, 208usize);
-        let mut state = 7u32;
-        let rgb: Vec<u8> = (0..w * h * 3)
-            .map(|_| {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (state >> 24) as u8
-            })
-            .collect();
+        let rgb = noise(w * h * 3, 7);
         let mut luma = vec![0u8; stride * h];
         for y in 0..h {
             for x in 0..w {
