@@ -94,6 +94,8 @@ pub struct CameraSection {
 pub struct ModelsSection {
     #[serde(default = "default_detector")]
     pub detector: String,
+    /// Person embedder (default: the upright MobileNetV2 crops, better and
+    /// cheaper at the live rate of 5 fps; README, Identity).
     #[serde(default = "default_embedder")]
     pub embedder: String,
     /// `"none"`: stage two uses the rules only.
@@ -172,7 +174,7 @@ fn default_detector() -> String {
     "centernet".into()
 }
 fn default_embedder() -> String {
-    "mobilenetv2-embedder".into()
+    "mobilenetv2-embedder-128x256".into()
 }
 fn default_llm() -> String {
     "qwen2.5-coder-0.5b".into()
