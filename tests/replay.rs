@@ -191,14 +191,21 @@ fn calibration_measures_the_person_mean_and_replay_without_it_names_the_fix() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("person-mean.json") && stderr.contains("streamer models calibrate"),
+        stderr.contains("person-mean.json")
+            && stderr.contains("streamer models calibrate --embedder mobilenetv2-embedder`"),
         "{stderr}"
     );
 
     // Footage without people cannot calibrate, and says what to give instead.
     let black = dir.path().join("black.mp4");
     make_black_clip(&black);
-    let out = run(&["models", "calibrate", black.to_str().unwrap()]);
+    let out = run(&[
+        "models",
+        "calibrate",
+        "--embedder",
+        "mobilenetv2-embedder",
+        black.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -206,7 +213,7 @@ fn calibration_measures_the_person_mean_and_replay_without_it_names_the_fix() {
         "{stderr}"
     );
 
-    let out = run(&["models", "calibrate"]);
+    let out = run(&["models", "calibrate", "--embedder", "mobilenetv2-embedder"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let file = dir
@@ -233,7 +240,7 @@ fn calibration_measures_the_person_mean_and_replay_without_it_names_the_fix() {
         .sqrt();
     assert!(norm > 0.5 && norm < 1.0, "|mean| {norm}");
 
-    let again = run(&["models", "calibrate"]);
+    let again = run(&["models", "calibrate", "--embedder", "mobilenetv2-embedder"]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("is calibrated"));
     let out = run(&["replay", "--fps", "1", vtest.to_str().unwrap()]);
     assert!(

@@ -24,8 +24,9 @@ pub struct CalibrateArgs {
     /// minutes from each of your own cameras with people in view (default:
     /// the cached vtest sample from 30 s on).
     pub footage: Vec<PathBuf>,
-    /// Embedder to calibrate.
-    #[arg(long, default_value = "mobilenetv2-embedder")]
+    /// Embedder to calibrate (default: the one live cameras use unless the
+    /// config names another).
+    #[arg(long, default_value = crate::config::DEFAULT_EMBEDDER)]
     pub embedder: String,
     /// Detector that finds the person crops.
     #[arg(long, default_value = "centernet")]

@@ -173,8 +173,13 @@ fn default_backoff_s() -> Vec<f64> {
 fn default_detector() -> String {
     "centernet".into()
 }
+/// The person embedder live cameras use unless `[models] embedder` names
+/// another: MobileNetV2 fed upright crops, better than square ones at the
+/// live rate of 5 fps on the labelled footage (README, Identity).
+pub const DEFAULT_EMBEDDER: &str = "mobilenetv2-embedder-128x256";
+
 fn default_embedder() -> String {
-    "mobilenetv2-embedder-128x256".into()
+    DEFAULT_EMBEDDER.into()
 }
 fn default_llm() -> String {
     "qwen2.5-coder-0.5b".into()

@@ -44,14 +44,16 @@ enum Command {
         /// The config file (TOML).
         file: std::path::PathBuf,
     },
-    /// Run footage (video files or image folders) through decode -> detect.
+    /// Run footage (video files or image folders) through the stages of the
+    /// live cameras: decode -> detect -> identity (-> alerts).
     ///
     /// Prints one JSON line per sampled frame on stdout and a summary on stderr.
     Replay(Box<replay::ReplayArgs>),
     /// Score a model on the home-security assistant benchmark (96 LLM tests in
     /// 15 suites, 35 image tests, 12 security scenes), or measure its speed against llama.cpp's
-    /// own tools (`--mode perf`). Runs offline on the in-process model unless
-    /// `--endpoint` names an OpenAI-compatible server.
+    /// own tools (`--mode perf`), or find how many live cameras the detection
+    /// stages keep up with (`--mode cameras`). Runs offline on the in-process
+    /// model unless `--endpoint` names an OpenAI-compatible server.
     Bench(Box<bench_cmd::BenchArgs>),
     /// Make test footage of a camera that is idle most of the time: the
     /// empty scene of vtest (its per-pixel median) with sensor noise, real
@@ -68,7 +70,7 @@ enum Command {
     /// (/v1/chat/completions, /v1/models, /api/chat, /api/tags, ...), for
     /// Home Assistant's Ollama integration, benchmark harnesses and scripts.
     Serve(Box<serve::ServeArgs>),
-    /// List, fetch and verify models in the model cache.
+    /// List, fetch, verify, locate and calibrate models in the model cache.
     Models {
         #[command(subcommand)]
         command: models_cmd::ModelsCommand,

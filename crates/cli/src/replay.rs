@@ -73,7 +73,8 @@ pub struct ReplayArgs {
     pub(crate) no_json: bool,
     /// Put the motion gate in front of detection (default settings, as for
     /// a camera without a [cameras.<name>.motion] section): frames without
-    /// motion skip detection; their JSON lines say `"motion": "still"`.
+    /// motion skip detection; their JSON lines say `"motion": "still"` (or
+    /// `"lighting"` for a frame whose whole picture changed at once).
     #[arg(long)]
     pub(crate) motion: bool,
     /// Send alerts to this MQTT broker (HOST or HOST:PORT) as visits open.
@@ -284,10 +285,11 @@ pub fn run(mut args: ReplayArgs) -> Result<ExitCode> {
     print_summary(&args, &totals, started.elapsed());
     if let Some(s) = graph.identity_summary() {
         eprintln!(
-            "  identity            {} persons detected, {} visits opened, {} cross-camera joins ({:.1} ms embedding per frame with people)",
+            "  identity            {} persons detected, {} visits opened, {} cross-camera joins, {} glimpses at the edge dropped ({:.1} ms embedding per frame with people)",
             s.persons_detected,
             s.visits_opened,
             s.cross_camera_joins,
+            s.edge_glimpses_dropped,
             totals.embed.as_secs_f64() * 1000.0 / s.persons_detected.max(1) as f64
         );
     }

@@ -28,7 +28,7 @@ use crate::{config, runtime};
 #[derive(Args)]
 pub struct RunArgs {
     /// The config file (TOML): cameras, models, mqtt, routing, triage,
-    /// identity, http. See examples/streamer.toml.
+    /// identity, http, outbox_dir, timezone. See examples/streamer.toml.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Also print every detection frame and visit event as a JSON line on

@@ -45,12 +45,18 @@ pub fn embedder(
         .clone()
         .with_context(|| format!("model {name} is not an embedder"))?;
     let path = cache.require(name)?;
-    Ok(streamer_vision::Embedder::load(
+    streamer_vision::Embedder::load(
         onnx_runtime(cache)?,
         &path,
         &layout,
         threads.unwrap_or_else(default_threads),
-    )?)
+    )
+    .map_err(|e| match e {
+        streamer_vision::VisionError::Calibration { .. } => anyhow::Error::new(e).context(format!(
+            "embedder {name} (`streamer models calibrate --embedder {name}` measures it)"
+        )),
+        e => e.into(),
+    })
 }
 
 /// Loads the embedder named in the manifest with a visit tracker on
