@@ -111,8 +111,8 @@ pub struct BenchArgs {
     /// Cameras mode: the detector, by name.
     #[arg(long, default_value = "centernet")]
     pub detector: String,
-    /// Cameras mode: the person embedder, by name.
-    #[arg(long, default_value = "mobilenetv2-embedder")]
+    /// Cameras mode: the person embedder, by name (default: live cameras').
+    #[arg(long, default_value = crate::config::DEFAULT_EMBEDDER)]
     pub embedder: String,
     /// Cameras mode: measured seconds for each number of cameras (5-80).
     /// Steps on idle footage last at least its whole 96 s cycle, so that
