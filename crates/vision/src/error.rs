@@ -16,7 +16,7 @@ pub enum VisionError {
     #[error("model {path} does not match its layout: {message}")]
     Layout { path: PathBuf, message: String },
 
-    #[error("embedder calibration {path}: {message}. Run `streamer models calibrate` (or `make models`) to write it")]
+    #[error("embedder calibration {path}: {message}. Run `streamer models calibrate --embedder NAME` (or `make models`) to write it")]
     Calibration { path: PathBuf, message: String },
 
     #[error("inference failed: {0}")]
