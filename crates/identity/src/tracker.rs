@@ -778,7 +778,9 @@ impl VisitTracker {
     /// camera are never one visit; a visit keeps one track per camera, and
     /// a sighting that joins it replaces the track it had there. A sighting
     /// of a person held at the edge is matched on `held_looks[i]`, the
-    /// descriptor of everything seen of them.
+    /// descriptor of everything seen of them. A visit followed right now
+    /// on another camera is a candidate only if the sighting also looks
+    /// like that track (see [`Self::agrees_with_tracks_elsewhere`]).
     fn match_appearance(
         &self,
         now: u64,
@@ -793,11 +795,8 @@ impl VisitTracker {
             if assigned[i].is_some() || s.score < self.config.track_high_score {
                 continue;
             }
-            let hits = self.index.query(
-                held_looks[i].as_deref().unwrap_or(&s.embedding),
-                self.config.neighbours,
-                since,
-            )?;
+            let query = held_looks[i].as_deref().unwrap_or(&s.embedding);
+            let hits = self.index.query(query, self.config.neighbours, since)?;
             // Best similarity per visit.
             let mut best: HashMap<VisitId, f32> = HashMap::new();
             for h in hits {
@@ -809,10 +808,37 @@ impl VisitTracker {
                 let e = best.entry(h.entry.visit).or_insert(h.similarity);
                 *e = e.max(h.similarity);
             }
-            pairs.extend(best.into_iter().map(|(v, sim)| (sim, i, v)));
+            pairs.extend(
+                best.into_iter()
+                    .filter(|(v, _)| self.agrees_with_tracks_elsewhere(*v, &s.camera, now, query))
+                    .map(|(v, sim)| (sim, i, v)),
+            );
         }
         assign_most_similar(pairs, assigned, taken);
         Ok(())
+    }
+
+    /// Whether `look` agrees with what `visit` is being followed as on
+    /// other cameras than `camera` right now (tracks still alive there). A
+    /// person is in one place at a time: a visit followed elsewhere at this
+    /// moment is either seen from a second, overlapping view, where it looks
+    /// like that track, or is somebody else. So a newcomer joins such a visit
+    /// only if it looks like the live track too, not merely like some earlier
+    /// look stored for the visit (people dressed alike match old looks).
+    fn agrees_with_tracks_elsewhere(
+        &self,
+        visit: VisitId,
+        camera: &str,
+        now: u64,
+        look: &[f32],
+    ) -> bool {
+        let max_gap = self.config.tracker_max_gap_ms;
+        self.tracks
+            .iter()
+            .filter(|(other, _)| other.as_str() != camera)
+            .flat_map(|(_, tracks)| tracks)
+            .filter(|t| t.visit == visit && t.time_ms.saturating_add(max_gap) >= now)
+            .all(|t| dot(look, &t.appearance.descriptor()) >= self.config.similarity_threshold)
     }
 
     /// Opens a visit for a new person: the sightings held while they were
@@ -1179,6 +1205,33 @@ mod tests {
         assert!(e.similarity.unwrap() > 0.99);
         let s = t.summary();
         assert_eq!((s.visits_opened, s.cross_camera_joins), (1, 1));
+    }
+
+    #[test]
+    fn a_newcomer_like_an_old_look_of_a_person_followed_elsewhere_is_somebody_else() {
+        let mut t = VisitTracker::new(config()).unwrap(); // threshold 0.8
+        let (front_look, turned) = (unit(DIM, 1), unit(DIM, 2));
+        let alice = t
+            .observe(&[at("front", 0, 10.0, front_look.clone())])
+            .unwrap();
+        let alice = alice.assignments[0].unwrap().visit_id;
+        // Alice walks on into the garden camera's view, turned a little.
+        let garden_look = blend(&front_look, &turned, 0.3);
+        let garden = t
+            .observe(&[at("garden", 500, 300.0, garden_look.clone())])
+            .unwrap();
+        assert_eq!(garden.assignments[0].unwrap().visit_id, alice);
+        // Meanwhile somebody new at the front looks like Alice's first crop
+        // (0.92 alike) but not like the Alice the garden is following now.
+        let anti: Vec<f32> = turned.iter().map(|x| -x).collect();
+        let bob = blend(&front_look, &anti, 0.3);
+        assert!(dot(&bob, &front_look) >= 0.8 && dot(&bob, &garden_look) < 0.8);
+        let front = t.observe(&[at("front", 1_000, 400.0, bob)]).unwrap();
+        assert_ne!(front.assignments[0].unwrap().visit_id, alice);
+        assert_eq!(front.events[0].kind, EventKind::New);
+        // Once Alice's garden track is gone, her stored looks match again.
+        let later = t.observe(&[at("front", 4_000, 200.0, front_look)]).unwrap();
+        assert_eq!(later.assignments[0].unwrap().visit_id, alice);
     }
 
     #[test]
