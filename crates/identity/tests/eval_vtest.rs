@@ -20,17 +20,22 @@ use streamer_vision::{Detector, Embedder, OrtRuntime};
 /// tracking, track descriptors, clothing colour weighed equally with the
 /// features, threshold 0.5, both centred on the means that `streamer models
 /// calibrate` measures on vtest from 30 s on, new people at the edge held up
-/// to 600 ms): precision 0.983, recall 0.808, 11 visits for 7 people; before the
-/// motion model 0.835, 0.599 and 18. The floors sit below, so a regression
-/// fails; the generic ImageNet embedder is still the weak part.
-const MIN_PRECISION: f64 = 0.85;
-const MIN_RECALL: f64 = 0.72;
+/// to 600 ms, a visit followed on another camera joined only by a newcomer
+/// that looks like that track): precision 0.983, recall 0.859, 9 visits for
+/// 7 people; before the motion model 0.835, 0.599 and 18. The floors sit
+/// below, so a regression fails; the generic ImageNet embedder is still the
+/// weak part.
+const MIN_PRECISION: f64 = 0.92;
+const MIN_RECALL: f64 = 0.74;
 const MAX_VISITS_PER_PERSON: usize = 2;
-/// The held-out set's floors, at both rates: measured 0.873 / 0.757 / 1.38
-/// visits per person at 2 fps and 0.844 / 0.777 / 1.38 at 5 fps.
-const HELD_OUT_MIN_PRECISION: f64 = 0.78;
-const HELD_OUT_MIN_RECALL: f64 = 0.68;
-const HELD_OUT_MAX_VISITS_PER_PERSON: f64 = 1.8;
+/// The held-out set's floors, at both rates: measured 0.977 / 0.821 / 1.25
+/// visits per person at 2 fps and 0.932 / 0.775 / 1.38 at 5 fps (the issue's
+/// targets: precision 0.9, recall 0.75, 1.5 visits per person). The upright
+/// embedder (`EVAL_EMBEDDER=mobilenetv2-embedder-128x256`) measures 0.905 /
+/// 0.766 / 1.38 and 0.885 / 0.870 / 1.12.
+const HELD_OUT_MIN_PRECISION: f64 = 0.86;
+const HELD_OUT_MIN_RECALL: f64 = 0.72;
+const HELD_OUT_MAX_VISITS_PER_PERSON: f64 = 1.6;
 
 #[derive(Deserialize)]
 struct Fixture {
