@@ -1,6 +1,8 @@
-//! Identity on a labelled two-camera replay made from real footage:
+//! Identity on labelled two-camera replays made from real footage:
 //! detect → embed → visit tracker, scored against hand-checked ground truth
-//! (`fixtures/identity/vtest-two-cameras.json`).
+//! (`fixtures/identity/`: the tuning set `vtest-two-cameras.json`, the
+//! held-out set `vtest-held-out.json` and the validation set
+//! `vtest-validation.json`).
 //!
 //! Pairwise scores: over every pair of labelled sightings, "same visit" is
 //! the prediction and "same person" the truth.
@@ -694,6 +696,38 @@ fn held_out_replay_scores_against_identities_labelled_before_tuning() {
         );
         assert!(
             s.visits as f64 <= HELD_OUT_MAX_VISITS_PER_PERSON * people as f64,
+            "{fps} fps: {} visits for {people} people",
+            s.visits
+        );
+    }
+}
+
+#[test]
+fn validation_replay_scores_against_identities_labelled_to_choose_settings() {
+    // vtest 30-45 s, labelled after the other two sets: what settings are
+    // chosen on when the tuning set cannot tell them apart, so that the
+    // held-out set stays out of every choice.
+    let fx = fixture("vtest-validation.json");
+    eprintln!("{HEADER}");
+    let Some(scores) = evaluate("validation", &fx) else {
+        return;
+    };
+    let people = fx.identities.len();
+    for (fps, s) in &scores {
+        assert!(s.labelled >= 80, "{} labelled at {fps} fps", s.labelled);
+        // Measured (both embedders): 1.000 / 0.996 and 7 visits at 5 fps;
+        // at 2 fps the crossing of four men in dark clothes behind the sign
+        // defeats the tracker, 0.697 / 0.546 (square crops) and 0.609 /
+        // 0.531 (upright).
+        let (min_precision, min_recall) = if *fps == 5 { (0.9, 0.85) } else { (0.55, 0.45) };
+        assert!(
+            s.precision >= min_precision,
+            "{fps} fps: precision {:.3}",
+            s.precision
+        );
+        assert!(s.recall >= min_recall, "{fps} fps: recall {:.3}", s.recall);
+        assert!(
+            s.visits <= 2 * people,
             "{fps} fps: {} visits for {people} people",
             s.visits
         );

@@ -2,7 +2,8 @@
 //! writes full-frame person tracks of vtest.avi and crop strips to
 //! /tmp/identity-label, to label ground truth by looking at them.
 //! `LABEL_FROM_S` and `LABEL_TO_S` pick the stretch (default 0 to 30 s,
-//! the tuning set; the held-out set is 45 to 75 s).
+//! the tuning set; the held-out set is 45 to 75 s, the validation set 30
+//! to 45 s).
 
 use std::sync::Arc;
 
