@@ -1246,6 +1246,29 @@ mod tests {
     }
 
     #[test]
+    fn a_person_lost_for_a_moment_is_found_again_on_that_camera_whatever_another_one_sees() {
+        let mut t = VisitTracker::new(config()).unwrap(); // threshold 0.8
+        let (front_look, turned) = (unit(DIM, 1), unit(DIM, 2));
+        let alice = t
+            .observe(&[at("front", 0, 10.0, front_look.clone())])
+            .unwrap();
+        let alice = alice.assignments[0].unwrap().visit_id;
+        // The garden camera sees her too, from another side.
+        let garden_look = blend(&front_look, &turned, 0.3);
+        t.observe(&[at("garden", 500, 300.0, garden_look.clone())])
+            .unwrap();
+        // The front camera loses her box and finds her further on, looking
+        // like her front view but not like the garden's: her front track is
+        // still alive, so this is the front camera finding her again, as it
+        // would on its own.
+        let anti: Vec<f32> = turned.iter().map(|x| -x).collect();
+        let again = blend(&front_look, &anti, 0.3);
+        assert!(dot(&again, &front_look) >= 0.8 && dot(&again, &garden_look) < 0.8);
+        let front = t.observe(&[at("front", 1_000, 400.0, again)]).unwrap();
+        assert_eq!(front.assignments[0].unwrap().visit_id, alice);
+    }
+
+    #[test]
     fn distant_embeddings_never_merge() {
         let mut t = VisitTracker::new(config()).unwrap();
         // Ten people, each seen on two cameras a few times; random unit
