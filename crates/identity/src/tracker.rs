@@ -653,9 +653,11 @@ impl VisitTracker {
     /// Same-camera continuity, in two passes as ByteTrack does: confident
     /// boxes first, matched to where each live track's motion model puts
     /// it now (box overlap, with appearance as a check: two people crossing
-    /// swap boxes, not identities), then the doubtful boxes to the tracks
-    /// left, by overlap alone. Each pass is greedy one-to-one, best overlap
-    /// first.
+    /// swap boxes, not identities; where a box could continue more than one
+    /// track or a track take more than one box, the check is the stricter
+    /// `tracker_crowded_min_similarity`), then the doubtful boxes to the
+    /// tracks left, by overlap alone. Each pass is greedy one-to-one, best
+    /// overlap first.
     fn continue_tracks(
         &self,
         camera: &str,
@@ -674,17 +676,33 @@ impl VisitTracker {
             .map(|t| (t, t.motion.predict(now)))
             .collect();
         let high = self.config.track_high_score;
+        let near = self.config.tracker_iou;
+        // Confident boxes overlapping a predicted place: more than one, and
+        // motion alone cannot say which continues the track.
+        let confident_near = |p: &BBox| {
+            sightings
+                .iter()
+                .filter(|o| o.score >= high && o.bbox.iou(p) >= near)
+                .count()
+        };
         for confident in [true, false] {
             let mut pairs = Vec::new();
             for (i, s) in sightings.iter().enumerate() {
                 if assigned[i].is_some() || (s.score >= high) != confident {
                     continue;
                 }
+                let tracks_near = live.iter().filter(|(_, p)| s.bbox.iou(p) >= near).count();
                 for (j, (t, predicted)) in live.iter().enumerate() {
                     let iou = s.bbox.iou(predicted);
                     let similarity = dot(&s.embedding, &t.embedding);
-                    let looks_alike =
-                        !confident || similarity >= self.config.tracker_min_similarity;
+                    let min_similarity = if tracks_near > 1 || confident_near(predicted) > 1 {
+                        self.config
+                            .tracker_crowded_min_similarity
+                            .max(self.config.tracker_min_similarity)
+                    } else {
+                        self.config.tracker_min_similarity
+                    };
+                    let looks_alike = !confident || similarity >= min_similarity;
                     if iou >= self.config.tracker_iou && looks_alike {
                         pairs.push((iou + APPEARANCE_WEIGHT * similarity, i, j, similarity));
                     }
@@ -1493,6 +1511,25 @@ mod tests {
         }
         assert_ne!(a, b);
         assert_eq!(t.summary().visits_opened, 2);
+    }
+
+    #[test]
+    fn where_motion_cannot_tell_two_people_apart_appearance_decides() {
+        let mut t = VisitTracker::new(config()).unwrap();
+        let (ann, ben) = (unit(DIM, 1), unit(DIM, 2));
+        // Side by side: both boxes overlap each other.
+        let first = t
+            .observe(&[
+                at("front", 0, 100.0, ann),
+                at("front", 0, 125.0, ben.clone()),
+            ])
+            .unwrap();
+        let ben_visit = first.assignments[1].unwrap().visit_id;
+        // Ann is hidden; the one box left sits where Ann was but looks like
+        // Ben. By overlap alone it would continue Ann's track.
+        let next = t.observe(&[at("front", 200, 100.0, ben)]).unwrap();
+        let a = next.assignments[0].unwrap();
+        assert_eq!((a.visit_id, a.joined_by), (ben_visit, JoinedBy::Track));
     }
 
     #[test]
