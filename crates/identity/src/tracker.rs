@@ -677,33 +677,42 @@ impl VisitTracker {
             .collect();
         let high = self.config.track_high_score;
         let near = self.config.tracker_iou;
-        // Confident boxes overlapping a predicted place: more than one, and
-        // motion alone cannot say which continues the track.
-        let confident_near = |p: &BBox| {
-            sightings
-                .iter()
-                .filter(|o| o.score >= high && o.bbox.iou(p) >= near)
-                .count()
-        };
+        // Where motion alone cannot say which box continues which track: a
+        // predicted place more than one confident box overlaps (and, below,
+        // a box overlapping more than one predicted place).
+        let crowded_track: Vec<bool> = live
+            .iter()
+            .map(|(_, p)| {
+                sightings
+                    .iter()
+                    .filter(|o| o.score >= high && o.bbox.iou(p) >= near)
+                    .count()
+                    > 1
+            })
+            .collect();
+        let crowded_min_similarity = self
+            .config
+            .tracker_crowded_min_similarity
+            .max(self.config.tracker_min_similarity);
         for confident in [true, false] {
             let mut pairs = Vec::new();
             for (i, s) in sightings.iter().enumerate() {
                 if assigned[i].is_some() || (s.score >= high) != confident {
                     continue;
                 }
-                let tracks_near = live.iter().filter(|(_, p)| s.bbox.iou(p) >= near).count();
+                let crowded_box = live.iter().filter(|(_, p)| s.bbox.iou(p) >= near).count() > 1;
                 for (j, (t, predicted)) in live.iter().enumerate() {
                     let iou = s.bbox.iou(predicted);
+                    if iou < near {
+                        continue;
+                    }
                     let similarity = dot(&s.embedding, &t.embedding);
-                    let min_similarity = if tracks_near > 1 || confident_near(predicted) > 1 {
-                        self.config
-                            .tracker_crowded_min_similarity
-                            .max(self.config.tracker_min_similarity)
+                    let min_similarity = if crowded_box || crowded_track[j] {
+                        crowded_min_similarity
                     } else {
                         self.config.tracker_min_similarity
                     };
-                    let looks_alike = !confident || similarity >= min_similarity;
-                    if iou >= self.config.tracker_iou && looks_alike {
+                    if !confident || similarity >= min_similarity {
                         pairs.push((iou + APPEARANCE_WEIGHT * similarity, i, j, similarity));
                     }
                 }
@@ -1235,26 +1244,30 @@ mod tests {
         assert_eq!((s.visits_opened, s.cross_camera_joins), (1, 1));
     }
 
+    /// Alice seen from the front, then by the garden camera turned a little
+    /// (0.92 alike), and a third look 0.92 like her front view but not like
+    /// her garden one: `(front, garden, front_lookalike)`.
+    fn front_garden_and_lookalike() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (front, turned) = (unit(DIM, 1), unit(DIM, 2));
+        let garden = blend(&front, &turned, 0.3);
+        let anti: Vec<f32> = turned.iter().map(|x| -x).collect();
+        let lookalike = blend(&front, &anti, 0.3);
+        assert!(dot(&lookalike, &front) >= 0.8 && dot(&lookalike, &garden) < 0.8);
+        (front, garden, lookalike)
+    }
+
     #[test]
     fn a_newcomer_like_an_old_look_of_a_person_followed_elsewhere_is_somebody_else() {
         let mut t = VisitTracker::new(config()).unwrap(); // threshold 0.8
-        let (front_look, turned) = (unit(DIM, 1), unit(DIM, 2));
-        let alice = t
-            .observe(&[at("front", 0, 10.0, front_look.clone())])
-            .unwrap();
-        let alice = alice.assignments[0].unwrap().visit_id;
-        // Alice walks on into the garden camera's view, turned a little
-        // (her front track is gone by then).
-        let garden_look = blend(&front_look, &turned, 0.3);
-        let garden = t
-            .observe(&[at("garden", 2_500, 300.0, garden_look.clone())])
-            .unwrap();
-        assert_eq!(garden.assignments[0].unwrap().visit_id, alice);
+        let (front_look, garden_look, bob) = front_garden_and_lookalike();
+        let first = t.observe(&[at("front", 0, 10.0, front_look.clone())]);
+        let alice = first.unwrap().assignments[0].unwrap().visit_id;
+        // Alice walks on into the garden camera's view (her front track is
+        // gone by then).
+        let garden = t.observe(&[at("garden", 2_500, 300.0, garden_look)]);
+        assert_eq!(garden.unwrap().assignments[0].unwrap().visit_id, alice);
         // Meanwhile somebody new at the front looks like Alice's first crop
-        // (0.92 alike) but not like the Alice the garden is following now.
-        let anti: Vec<f32> = turned.iter().map(|x| -x).collect();
-        let bob = blend(&front_look, &anti, 0.3);
-        assert!(dot(&bob, &front_look) >= 0.8 && dot(&bob, &garden_look) < 0.8);
+        // but not like the Alice the garden is following now.
         let front = t.observe(&[at("front", 3_000, 400.0, bob)]).unwrap();
         assert_ne!(front.assignments[0].unwrap().visit_id, alice);
         assert_eq!(front.events[0].kind, EventKind::New);
@@ -1266,22 +1279,15 @@ mod tests {
     #[test]
     fn a_person_lost_for_a_moment_is_found_again_on_that_camera_whatever_another_one_sees() {
         let mut t = VisitTracker::new(config()).unwrap(); // threshold 0.8
-        let (front_look, turned) = (unit(DIM, 1), unit(DIM, 2));
-        let alice = t
-            .observe(&[at("front", 0, 10.0, front_look.clone())])
-            .unwrap();
-        let alice = alice.assignments[0].unwrap().visit_id;
+        let (front_look, garden_look, again) = front_garden_and_lookalike();
+        let first = t.observe(&[at("front", 0, 10.0, front_look)]);
+        let alice = first.unwrap().assignments[0].unwrap().visit_id;
         // The garden camera sees her too, from another side.
-        let garden_look = blend(&front_look, &turned, 0.3);
-        t.observe(&[at("garden", 500, 300.0, garden_look.clone())])
-            .unwrap();
+        t.observe(&[at("garden", 500, 300.0, garden_look)]).unwrap();
         // The front camera loses her box and finds her further on, looking
         // like her front view but not like the garden's: her front track is
         // still alive, so this is the front camera finding her again, as it
         // would on its own.
-        let anti: Vec<f32> = turned.iter().map(|x| -x).collect();
-        let again = blend(&front_look, &anti, 0.3);
-        assert!(dot(&again, &front_look) >= 0.8 && dot(&again, &garden_look) < 0.8);
         let front = t.observe(&[at("front", 1_000, 400.0, again)]).unwrap();
         assert_eq!(front.assignments[0].unwrap().visit_id, alice);
     }
