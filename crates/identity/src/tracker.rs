@@ -340,8 +340,31 @@ impl VisitTracker {
             .zip(&continues)
             .map(|(s, k)| k.map(|k| pending[k].descriptor_with(s, keep)))
             .collect();
-        self.join_simultaneous(&camera, now, sightings, &mut assigned, &mut taken);
-        self.match_appearance(now, sightings, &held_looks, &mut assigned, &mut taken)?;
+        // Who may join a visit other than by their track: confident boxes,
+        // and any box of a person held at the edge (who was confident when
+        // first seen, and settles on this box whatever its score).
+        let high = self.config.track_high_score;
+        let may_join: Vec<bool> = sightings
+            .iter()
+            .zip(&continues)
+            .map(|(s, k)| s.score >= high || k.is_some())
+            .collect();
+        self.join_simultaneous(
+            &camera,
+            now,
+            sightings,
+            &may_join,
+            &mut assigned,
+            &mut taken,
+        );
+        self.match_appearance(
+            now,
+            sightings,
+            &held_looks,
+            &may_join,
+            &mut assigned,
+            &mut taken,
+        )?;
 
         let mut assignments = Vec::with_capacity(sightings.len());
         let mut tracks = Vec::with_capacity(sightings.len());
@@ -761,21 +784,22 @@ impl VisitTracker {
         continues
     }
 
-    /// A confident new sighting near-identical to a track seen at this
-    /// moment on another camera (an embedding measured on the same instant)
-    /// joins that track's visit: the same scene on two cameras, or one
-    /// stream configured twice.
+    /// A new sighting that `may_join` (confident, or of a person held at the
+    /// edge) near-identical to a track seen at this moment on another camera
+    /// (an embedding measured on the same instant) joins that track's visit:
+    /// the same scene on two cameras, or one stream configured twice.
     fn join_simultaneous(
         &self,
         camera: &str,
         now: u64,
         sightings: &[Sighting],
+        may_join: &[bool],
         assigned: &mut [Option<Assignment>],
         taken: &mut HashSet<VisitId>,
     ) {
         let mut pairs = Vec::new();
         for (i, s) in sightings.iter().enumerate() {
-            if assigned[i].is_some() || s.score < self.config.track_high_score {
+            if assigned[i].is_some() || !may_join[i] {
                 continue;
             }
             for (other, tracks) in &self.tracks {
@@ -798,8 +822,8 @@ impl VisitTracker {
         assign_most_similar(pairs, assigned, taken);
     }
 
-    /// Appearance matching of the confident sightings left against the
-    /// track descriptors of open visits seen within the window, greedy
+    /// Appearance matching of the sightings left that `may_join` (confident,
+    /// or of a person held at the edge) against the track descriptors of open visits seen within the window, greedy
     /// one-to-one, most similar pair first. A visit already given a box of
     /// this frame is not a candidate, so two people seen at once on one
     /// camera are never one visit; a visit keeps one track per camera, and
@@ -813,13 +837,14 @@ impl VisitTracker {
         now: u64,
         sightings: &[Sighting],
         held_looks: &[Option<Vec<f32>>],
+        may_join: &[bool],
         assigned: &mut [Option<Assignment>],
         taken: &mut HashSet<VisitId>,
     ) -> Result<(), IdentityError> {
         let since = now.saturating_sub(self.config.window_ms);
         let mut pairs = Vec::new();
         for (i, s) in sightings.iter().enumerate() {
-            if assigned[i].is_some() || s.score < self.config.track_high_score {
+            if assigned[i].is_some() || !may_join[i] {
                 continue;
             }
             let query = held_looks[i].as_deref().unwrap_or(&s.embedding);
@@ -1242,6 +1267,28 @@ mod tests {
         assert!(e.similarity.unwrap() > 0.99);
         let s = t.summary();
         assert_eq!((s.visits_opened, s.cross_camera_joins), (1, 1));
+    }
+
+    #[test]
+    fn a_person_held_at_the_edge_of_two_identical_cameras_is_one_visit() {
+        // One stream configured twice: a person walks in at the edge (a
+        // confident box, held), then steps clear of it on a doubtful box,
+        // as boxes often are half-way in. Each camera settles its held person
+        // on that box; the second must join the first's visit.
+        let mut t = VisitTracker::new(config()).unwrap();
+        let bob = unit(DIM, 2);
+        let walking_in = |camera: &str| at(camera, 0, 0.0, bob.clone()).at_edge(true);
+        let clear = |camera: &str| at(camera, 200, 4.0, bob.clone()).with_score(0.3);
+        assert!(t.config().track_high_score > 0.3);
+        for camera in ["porch", "gate"] {
+            let held = t.observe(&[walking_in(camera)]).unwrap();
+            assert_eq!(held.assignments, [None], "{camera}");
+        }
+        let porch = t.observe(&[clear("porch")]).unwrap();
+        let gate = t.observe(&[clear("gate")]).unwrap();
+        assert_eq!(kinds(&porch.events), [(EventKind::New, "v-000001".into())]);
+        assert_eq!(gate.assignments[0].unwrap().visit_id, VisitId(1));
+        assert_eq!(t.summary().visits_opened, 1);
     }
 
     /// Alice seen from the front, then by the garden camera turned a little
