@@ -823,8 +823,9 @@ impl VisitTracker {
     }
 
     /// Appearance matching of the sightings left that `may_join` (confident,
-    /// or of a person held at the edge) against the track descriptors of open visits seen within the window, greedy
-    /// one-to-one, most similar pair first. A visit already given a box of
+    /// or of a person held at the edge) against the track descriptors of
+    /// open visits seen within the window, greedy one-to-one, most similar
+    /// pair first. A visit already given a box of
     /// this frame is not a candidate, so two people seen at once on one
     /// camera are never one visit; a visit keeps one track per camera, and
     /// a sighting that joins it replaces the track it had there. A sighting
